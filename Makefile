@@ -1,0 +1,53 @@
+# VoxCPM 1.5 -> Core ML toolkit. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON_BOOT ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-$(shell cat requirements.txt requirements-nodeps.txt 2>/dev/null | sha1sum | cut -c1-12)
+
+MODEL ?= openbmb/VoxCPM1.5
+PRECISION ?= int8
+OUT ?= build/voxcpm-1.5-coreml
+FIXTURE ?= build/fixtures/$(if $(FULL),full,tiny)
+
+.PHONY: help setup test fixture convert validate generate bench demo clean
+
+help:
+	@echo "make setup      create .venv with the pinned environment (idempotent)"
+	@echo "make test       run the test suite on the tiny fixture"
+	@echo "make fixture    build a random VoxCPM 1.5 checkpoint (FULL=1 for real sizes) in $(FIXTURE)"
+	@echo "make convert    MODEL=... PRECISION=fp16|int8|all OUT=..."
+	@echo "make validate   MODEL=... PRECISION=fp16|int8|all OUT=..."
+	@echo "make bench      long measurements (not part of make test)"
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and alone, so nothing later can resolve a CUDA build
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip check >/dev/null || true
+	rm -f $(VENV)/.setup-*
+	touch $@
+	@echo "setup done: $(VENV)"
+
+test: setup
+	$(PY) -m pytest -q tests
+
+fixture: setup
+	$(PY) -m patches.fixture --out $(FIXTURE) $(if $(FULL),--full,) $(if $(STOP_AT),--stop-at $(STOP_AT),)
+
+convert: setup
+	$(PY) -m convert --model $(MODEL) --precision $(PRECISION) --out $(OUT) $(if $(FORCE),--force,)
+
+validate: setup
+	$(PY) -m validate --model $(MODEL) --precision $(PRECISION) --out $(OUT)
+
+bench: setup
+	$(PY) -m runtime.bench
+
+clean:
+	rm -rf build

@@ -1,0 +1,170 @@
+"""Load VoxCPM 1.5 in FP32 on the CPU from a Hugging Face id or a local directory, strictly.
+
+voxcpm's own `from_local` loads with `strict=False`, so a renamed or missing tensor silently
+keeps its random initial value. Here every tensor of the model must come from the checkpoint
+with the right shape, and every tensor of the checkpoint must be used.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
+HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin", "audiovae.pth", "audiovae.safetensors",
+             "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+MODEL_HINT = "pass a checkpoint directory in the Hugging Face layout, e.g. MODEL=/path/to/VoxCPM1.5"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message is one line naming the problem and the fix."""
+
+
+def resolve_source(source: str | os.PathLike, revision: str | None = None) -> Path:
+    """A local checkpoint directory for `source`: itself if a directory, else a hub download."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    text = str(source)
+    looks_like_repo_id = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not path.exists()
+    if not looks_like_repo_id:
+        raise CheckpointError(f"model directory {text} does not exist: {MODEL_HINT}")
+    return _download(text, revision)
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=HUB_FILES))
+    except Exception as exc:  # offline, unknown repo, bad revision, HTTP errors: one message each way
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot download {repo_id}"
+                              f"{'@' + revision if revision else ''} from the Hugging Face hub "
+                              f"({type(exc).__name__}: {reason[:160]}): {MODEL_HINT}") from None
+
+
+def _require(directory: Path, *names: str) -> Path:
+    for name in names:
+        if (directory / name).is_file():
+            return directory / name
+    raise CheckpointError(f"{directory} has no {' or '.join(names)}: {MODEL_HINT}")
+
+
+def read_config(directory: Path):
+    from .compat import import_voxcpm
+
+    voxcpm_module = import_voxcpm()
+    text = _require(directory, "config.json").read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{directory}/config.json is not valid JSON ({exc}): re-download the checkpoint") from None
+    architecture = str(raw.get("architecture", "voxcpm")).lower()
+    if architecture != "voxcpm":
+        raise CheckpointError(f"{directory} holds a {architecture} model; this toolkit converts VoxCPM 1.5: {MODEL_HINT}")
+    try:
+        config = voxcpm_module.VoxCPMConfig.model_validate(raw)
+    except Exception as exc:
+        first = str(exc).splitlines()
+        raise CheckpointError(f"{directory}/config.json is not a VoxCPM 1.5 config "
+                              f"({' '.join(first[:3])[:200]}): {MODEL_HINT}") from None
+    config.device, config.dtype = "cpu", "float32"
+    return config
+
+
+def build_model(directory: Path):
+    """An FP32 CPU `VoxCPMModel` with the checkpoint's architecture and untouched initial weights."""
+    from transformers import LlamaTokenizerFast
+
+    from .compat import import_voxcpm
+
+    voxcpm_module = import_voxcpm()
+    from voxcpm.modules.audiovae import AudioVAE
+
+    directory = Path(directory)
+    config = read_config(directory)
+    _require(directory, "tokenizer.json")
+    try:
+        tokenizer = LlamaTokenizerFast.from_pretrained(str(directory))
+    except Exception as exc:
+        raise CheckpointError(f"cannot read the tokenizer in {directory} ({exc}): re-download the checkpoint") from None
+    with contextlib.redirect_stderr(io.StringIO()):  # voxcpm prints device banners
+        model = voxcpm_module.VoxCPMModel(config, tokenizer, AudioVAE(config.audio_vae_config), device="cpu")
+    return model.float().eval()
+
+
+def _weight_files(directory: Path) -> list[tuple[str, Path]]:
+    main = _require(directory, "model.safetensors", "pytorch_model.bin")
+    vae = _require(directory, "audiovae.safetensors", "audiovae.pth")
+    return [("", main), ("audio_vae.", vae)]
+
+
+def _iter_tensors(path: Path):
+    """(name, tensor) pairs, one tensor in memory at a time for safetensors."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():
+                    yield key, handle.get_tensor(key)
+        else:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+            if not isinstance(state, dict):
+                raise ValueError("no state dict inside")
+            yield from state.items()
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is corrupt or truncated ({reason[:160]}): re-download it") from None
+
+
+def _describe(names, limit: int = 4) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def load_weights(model, directory: Path) -> None:
+    """Copy every checkpoint tensor into `model`; raise on missing, unexpected or mis-shaped keys."""
+    import torch
+
+    params = model.state_dict()
+    seen, unexpected, misshaped = set(), [], []
+    with torch.no_grad():
+        for prefix, path in _weight_files(directory):
+            for key, tensor in _iter_tensors(path):
+                name = prefix + key
+                if name not in params:
+                    unexpected.append(name)
+                elif tuple(tensor.shape) != tuple(params[name].shape):
+                    misshaped.append(f"{name} {list(tensor.shape)} vs config {list(params[name].shape)}")
+                else:
+                    params[name].copy_(tensor)
+                    seen.add(name)
+    missing = set(params) - seen - {m.split(" ")[0] for m in misshaped}
+    problems = []
+    if misshaped:
+        problems.append(f"{len(misshaped)} tensors have shapes that config.json does not give ({_describe(misshaped, 2)})")
+    if missing:
+        problems.append(f"{len(missing)} tensors are missing ({_describe(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} tensors are unexpected ({_describe(unexpected)})")
+    if problems:
+        raise CheckpointError(f"{directory} does not match the VoxCPM 1.5 architecture: {'; '.join(problems)}; "
+                              f"use the config.json that came with these weights, {MODEL_HINT}")
+
+
+def load_voxcpm(source: str | os.PathLike, revision: str | None = None):
+    """The unpatched voxcpm `VoxCPMModel` in FP32 on the CPU, every weight checked."""
+    directory = resolve_source(source, revision)
+    model = build_model(directory)
+    load_weights(model, directory)
+    model.checkpoint_dir = directory
+    return model

@@ -1,0 +1,17 @@
+"""4-D boolean attention masks, built from shapes and positions rather than `is_causal`.
+
+`is_causal=True` and 1-D masks either fail to convert or convert to shapes Core ML broadcasts
+differently; an explicit [1, 1, q, k] boolean mask means the same thing everywhere.
+"""
+import torch
+
+
+def causal_mask(length: int, device=None) -> torch.Tensor:
+    """[1, 1, T, T]: query t sees keys 0..t."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril().view(1, 1, length, length)
+
+
+def cache_mask(cache_length: int, position: torch.Tensor) -> torch.Tensor:
+    """[1, 1, 1, L]: a single query at `position` sees cache slots 0..position."""
+    slots = torch.arange(cache_length, device=position.device, dtype=position.dtype)
+    return (slots <= position.reshape(1)).view(1, 1, 1, cache_length)

@@ -1,0 +1,61 @@
+"""Run a converted Core ML ML Program on any OS.
+
+    import runtime
+    m = runtime.load("model.mlpackage")            # backend="auto"
+    m.backend                                     # "coreml" on macOS, else "mil"
+    m.inputs, m.outputs, m.states                 # [runtime.describe.TensorDesc]
+    s = m.new_state()                             # stateful models only
+    out = m.predict({"x": x, "position": p}, state=s)   # name -> np.ndarray
+    s.read("k_cache_0"); s.write("k_cache_0", arr)
+
+``load(path, backend="auto", function_name=None, compute_units="ALL",
+precision="fp16")``
+
+- backend "coreml": coremltools MLModel (CompiledMLModel for .mlmodelc),
+  ``compute_units`` one of ct.ComputeUnit names; macOS only, elsewhere
+  ``BackendUnavailableError``.
+- backend "mil": ``runtime.mil``, a numpy interpreter of the ML Program
+  (MIL) in the package, on any OS. ``precision="fp16"`` rounds every
+  fp16-declared op output through float16 like Core ML's fp16 programs;
+  ``"fp32"`` keeps those values in fp32 (separates conversion error from
+  rounding). ``predict(..., return_intermediates=True)`` (or
+  ``trace(inputs)``) also returns every op output, in op order, to find
+  the first op that diverges. Unknown ops raise ``UnsupportedOpError`` at
+  load time.
+- backend "auto": Core ML on macOS, the interpreter elsewhere (logged).
+
+Inputs are checked against the model description before running: an
+unknown or missing name, wrong dtype kind, rank, shape or out-of-range
+flexible dimension raises ``InputError`` naming the input. Float inputs are
+cast to the declared float type (fp32 for an fp16 input is fine).
+
+``runtime.metrics.compare(a, b)`` -> {corr, rel_l2, max_abs, finite} is the
+shared accuracy helper. ``python -m runtime.bench`` measures the
+interpreter against torch on a full-size decoder step.
+"""
+import logging
+import sys
+
+from . import metrics
+from .describe import TensorDesc
+from .errors import BackendUnavailableError, InputError, UnsupportedOpError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["load", "metrics", "InputError", "UnsupportedOpError", "BackendUnavailableError", "TensorDesc"]
+
+
+def load(path, backend="auto", function_name=None, compute_units="ALL", precision="fp16"):
+    """Load a .mlpackage (or .mlmodelc for Core ML) with the chosen backend."""
+    if backend == "auto":
+        backend = "coreml" if sys.platform == "darwin" else "mil"
+        log.info("runtime.load: backend auto -> %s (%s)", backend, sys.platform)
+    if backend == "coreml":
+        from .coreml_backend import CoreMLModel
+
+        return CoreMLModel(path, function_name=function_name, compute_units=compute_units)
+    if backend == "mil":
+        from .mil import MilModel
+
+        return MilModel.from_path(path, function_name=function_name, precision=precision)
+    raise ValueError(f"backend must be 'auto', 'coreml' or 'mil', got {backend!r}")

@@ -1,0 +1,180 @@
+"""Compile a PyMIL block into a flat dispatch list, and run it.
+
+Compilation happens once per model: constants are materialised, each op
+is bound to its kernel, its inputs are resolved to either a constant value
+or an environment key, and every output gets a "finalize" function that
+casts/rounds it to its declared dtype. Running is then a tight loop.
+"""
+import numpy as np
+from coremltools.converters.mil.mil import types
+
+from .. import errors
+from . import constants, kernels  # noqa: F401  (kernels registers everything)
+from .registry import get as get_kernel
+
+CONST, ENV, LIST, SCOPE = 0, 1, 2, 3
+
+# kernels whose "data" input may be written in place when it dies there
+_IN_PLACE = {"scatter": "data", "scatter_along_axis": "data", "scatter_nd": "data", "slice_update": "x"}
+# producers whose outputs are arrays nobody else references
+_FRESH = {"scatter", "scatter_along_axis", "scatter_nd", "slice_update", "concat", "add", "sub", "mul",
+          "real_div", "select", "tile", "pad", "linear", "matmul", "fill", "fill_like"}
+
+
+class OpInfo:
+    """What a kernel may know about the op it runs."""
+
+    __slots__ = ("name", "op_type", "opset", "out_dtypes", "in_place", "blocks", "position", "run_block")
+
+    def __init__(self, op, position, opset):
+        self.name, self.op_type, self.position, self.opset = op.name, op.op_type, position, opset
+        self.out_dtypes = [_np_dtype(v) for v in op.outputs]
+        self.in_place, self.blocks, self.run_block = False, [], None
+
+
+class Step:
+    __slots__ = ("kernel", "info", "args", "outs")
+
+    def __init__(self, kernel, info, args, outs):
+        self.kernel, self.info, self.args, self.outs = kernel, info, args, outs
+
+
+def _np_dtype(var):
+    t = var.sym_type
+    if types.is_tensor(t) or types.is_state(t):
+        t = t.get_primitive() if types.is_tensor(t) else t.wrapped_type().get_primitive()
+    if t is types.str:
+        return None
+    return np.dtype(types.nptype_from_builtin(t))
+
+
+def _finalizer(dtype, fp16):
+    """Cast an op output to its declared type (round fp16 in fp16 mode)."""
+    if dtype is None:
+        return lambda v: v
+    if dtype == np.float16:
+        if fp16:
+            return lambda v: np.asarray(v).astype(np.float16).astype(np.float32)
+        return lambda v: np.asarray(v, dtype=np.float32)
+    return lambda v: np.asarray(v).astype(dtype, copy=False)
+
+
+class Plan:
+    """A compiled block: steps, constants, block inputs and outputs."""
+
+    def __init__(self, block, opset, fp16, function_name, constants_cache=None, outer_consts=None):
+        self.fp16, self.opset, self.function_name = fp16, opset, function_name
+        self.consts = dict(outer_consts or {})
+        self.steps = []
+        self.input_names = [v.name for v in block.inputs.values()] if isinstance(block.inputs, dict) else [v.name for v in block.inputs]
+        self.output_names = [v.name for v in block.outputs]
+        self._compile(block, constants_cache if constants_cache is not None else {})
+        self._traced_steps = None
+
+    def _compile(self, block, cache):
+        ops = list(block.operations)
+        for op in ops:
+            if constants.is_constant_op(op):
+                vals = cache.get(id(op))
+                if vals is None:
+                    vals = cache[id(op)] = constants.materialise(op)
+                for var, val in zip(op.outputs, vals):
+                    self.consts[var.name] = val
+        last_use = self._last_uses(ops)
+        position = 0
+        for i, op in enumerate(ops):
+            if constants.is_constant_op(op):
+                continue
+            position += 1
+            kern = get_kernel(op.op_type)
+            if kern is None:
+                raise errors.UnsupportedOpError(op.op_type, op.outputs[0].name if op.outputs else op.name, i, self.function_name)
+            info = OpInfo(op, i, self.opset)
+            args = [(p, *self._ref(v)) for p, v in op.inputs.items()]
+            if op.blocks:  # control flow reads the enclosing scope
+                args.append(("__env__", SCOPE, None))
+            outs = [(v.name, _finalizer(dt, self.fp16)) for v, dt in zip(op.outputs, info.out_dtypes)]
+            info.in_place = self._may_write_in_place(op, i, last_use)
+            if op.blocks:
+                info.blocks = [Plan(b, self.opset, self.fp16, self.function_name, cache, self.consts) for b in op.blocks]
+            self.steps.append(Step(kern, info, args, outs))
+
+    def _ref(self, v):
+        if isinstance(v, (list, tuple)):
+            return LIST, [self._ref(x) for x in v]
+        if v.name in self.consts:
+            return CONST, self.consts[v.name]
+        return ENV, v.name
+
+    def _last_uses(self, ops):
+        last = {}
+        for i, op in enumerate(ops):
+            for v in op.inputs.values():
+                for x in (v if isinstance(v, (list, tuple)) else [v]):
+                    last[x.name] = i
+            for b in op.blocks:  # values captured by nested blocks stay live
+                for inner in b.operations:
+                    for v in inner.inputs.values():
+                        for x in (v if isinstance(v, (list, tuple)) else [v]):
+                            last[x.name] = max(last.get(x.name, i), i)
+        for name in self.output_names:
+            last[name] = len(ops)
+        return last
+
+    def _may_write_in_place(self, op, i, last_use):
+        key = _IN_PLACE.get(op.op_type)
+        if key is None or key not in op.inputs:
+            return False
+        var = op.inputs[key]
+        owned = var.name in self.input_names or (var.op is not None and var.op.op_type in _FRESH)
+        used_once = sum(1 for v in op.inputs.values() if not isinstance(v, (list, tuple)) and v is var) == 1
+        return owned and used_once and last_use.get(var.name) == i
+
+    def run(self, env, trace=None):
+        """Run the steps in ``env`` (name -> value), updated in place.
+
+        When ``trace`` is a dict, every op output is also recorded there
+        (in op order) and no value is overwritten in place.
+        """
+        steps = self.steps if trace is None else self._steps_without_in_place()
+        for step in steps:
+            a = {}
+            for p, kind, ref in step.args:
+                if kind == ENV:
+                    a[p] = env[ref]
+                elif kind == CONST:
+                    a[p] = ref
+                elif kind == LIST:
+                    a[p] = [env[r] if k == ENV else r for k, r in ref]
+                else:
+                    a[p] = env
+            try:
+                out = step.kernel(a, step.info)
+            except errors.UnsupportedOpError:
+                raise
+            except Exception as exc:
+                info = step.info
+                raise RuntimeError(f"MIL op {info.op_type} {info.name!r} (op #{info.position}) failed: {exc}") from exc
+            if len(step.outs) == 1:
+                name, fin = step.outs[0]
+                env[name] = fin(out)
+            else:
+                for (name, fin), v in zip(step.outs, out):
+                    env[name] = fin(v)
+            if trace is not None:
+                for name, _ in step.outs:
+                    trace[name] = env[name]
+        return [env[n] if n in env else self.consts[n] for n in self.output_names]
+
+    def _steps_without_in_place(self):
+        if self._traced_steps is None:
+            self._traced_steps = []
+            for s in self.steps:
+                if s.info.in_place:
+                    info = OpInfo.__new__(OpInfo)
+                    for k in OpInfo.__slots__:
+                        setattr(info, k, getattr(s.info, k))
+                    info.in_place = False
+                    s = Step(s.kernel, info, s.args, s.outs)
+                self._traced_steps.append(s)
+        return self._traced_steps

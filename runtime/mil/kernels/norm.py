@@ -1,0 +1,83 @@
+"""Normalisations, softmax and scaled_dot_product_attention."""
+import numpy as np
+
+from ..registry import kernel
+from ._util import F32, axes_of, axis_of, f32
+
+
+def _softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+@kernel("softmax")
+def softmax(a, op):
+    x = f32(a["x"])
+    return _softmax(x, axis_of(a, "axis", x.ndim, -1))
+
+
+@kernel("layer_norm")
+def layer_norm(a, op):
+    x = f32(a["x"])
+    axes = axes_of(a, "axes", x.ndim)
+    axes = tuple(range(x.ndim)) if axes is None else axes
+    mean = x.mean(axis=axes, keepdims=True)
+    var = np.square(x - mean).mean(axis=axes, keepdims=True)
+    y = (x - mean) / np.sqrt(var + F32(a.get("epsilon", 1e-5)))
+    # gamma/beta have the shape of the normalised dims (trailing, in order)
+    shape = [x.shape[i] if i in axes else 1 for i in range(x.ndim)]
+    if a.get("gamma") is not None:
+        y = y * np.reshape(a["gamma"], shape)
+    if a.get("beta") is not None:
+        y = y + np.reshape(a["beta"], shape)
+    return y
+
+
+def _channel(v, x):
+    return np.reshape(v, (1, -1) + (1,) * (x.ndim - 2))
+
+
+@kernel("batch_norm")
+def batch_norm(a, op):
+    x = f32(a["x"])
+    y = (x - _channel(a["mean"], x)) / np.sqrt(_channel(a["variance"], x) + F32(a.get("epsilon", 1e-5)))
+    if a.get("gamma") is not None:
+        y = y * _channel(a["gamma"], x)
+    if a.get("beta") is not None:
+        y = y + _channel(a["beta"], x)
+    return y
+
+
+@kernel("instance_norm")
+def instance_norm(a, op):
+    x = f32(a["x"])
+    axes = tuple(range(2, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    var = np.square(x - mean).mean(axis=axes, keepdims=True)
+    y = (x - mean) / np.sqrt(var + F32(a.get("epsilon", 1e-5)))
+    if a.get("gamma") is not None:
+        y = y * _channel(a["gamma"], x)
+    if a.get("beta") is not None:
+        y = y + _channel(a["beta"], x)
+    return y
+
+
+@kernel("l2_norm")
+def l2_norm(a, op):
+    # normalises over the last three dims, per batch element (value_inference)
+    x = f32(a["x"])
+    eps = F32(a.get("epsilon", 1e-6))
+    flat = x.reshape(int(np.prod(x.shape[:-3], dtype=np.int64)), -1) if x.ndim > 3 else x.reshape(1, -1)
+    ss = np.sum(flat * flat, axis=1, keepdims=True)
+    return (flat / np.sqrt(ss + eps)).reshape(x.shape)
+
+
+@kernel("scaled_dot_product_attention")
+def sdpa(a, op):
+    q, k, v = f32(a["query"]), f32(a["key"]), f32(a["value"])
+    s = np.matmul(q, np.swapaxes(k, -1, -2)) * F32(1.0 / np.sqrt(q.shape[-1]))
+    mask = a.get("attn_mask")
+    if mask is not None:
+        mask = np.asarray(mask)
+        s = np.where(mask, s, F32(-np.inf)) if mask.dtype == bool else s + f32(mask)
+    return np.matmul(_softmax(s, -1), v)

@@ -1,0 +1,40 @@
+"""Read a saved .mlpackage/.mlmodel back into a PyMIL program."""
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def load_spec(path):
+    """(MLModel with skip_model_load, spec) for a package; works on any OS."""
+    import coremltools as ct
+
+    path = Path(path)
+    if path.suffix == ".mlmodelc":
+        raise ValueError(
+            f"{path}: a compiled .mlmodelc has no MIL text to interpret; "
+            "give the .mlpackage to backend='mil' (or use backend='coreml' on macOS)"
+        )
+    if not path.exists():
+        raise FileNotFoundError(path)
+    model = ct.models.MLModel(str(path), skip_model_load=True)
+    return model, model.get_spec()
+
+
+def load_program(model, spec):
+    """The PyMIL Program of an ML Program spec (weights read from the package)."""
+    from coremltools.converters.mil.frontend.milproto.load import load
+
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise ValueError(f"not an ML Program (model type {spec.WhichOneof('Type')!r}); only mlprogram is interpreted")
+    return load(spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir or "")
+
+
+def pick_function(program, name=None):
+    """(name, Function): the requested one, else 'main', else the only one."""
+    funcs = program.functions
+    if name is None:
+        name = "main" if "main" in funcs else next(iter(funcs))
+    if name not in funcs:
+        raise ValueError(f"function {name!r} not in program; it has {sorted(funcs)}")
+    return name, funcs[name]

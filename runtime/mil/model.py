@@ -1,0 +1,105 @@
+"""MilModel: the numpy ML Program interpreter behind runtime.load(backend='mil')."""
+import logging
+import time
+
+import numpy as np
+
+from .. import describe as _describe
+from . import loader
+from .executor import Plan
+from .state import MilState, StateSlot
+
+log = logging.getLogger(__name__)
+
+
+class MilModel:
+    """Runs one function of an ML Program op by op in numpy.
+
+    precision="fp16" rounds every fp16-declared op output through float16
+    (what Core ML does with an fp16 program); "fp32" carries those values in
+    fp32 so that conversion errors can be told apart from fp16 rounding.
+    """
+
+    backend = "mil"
+
+    def __init__(self, function, inputs, outputs, states, precision="fp16", function_name=None):
+        if precision not in ("fp16", "fp32"):
+            raise ValueError(f"precision must be 'fp16' or 'fp32', got {precision!r}")
+        self.precision, self.function_name = precision, function_name
+        self.inputs, self.outputs, self.states = inputs, outputs, states
+        opset = int(function.opset_version.value) if function.opset_version is not None else 0
+        self._plan = Plan(function, opset, precision == "fp16", function_name)
+        self._state_names = {d.name for d in states}
+        by_name = {d.name: d for d in outputs}
+        # program outputs, in program order, paired with their descriptions
+        self._out_descs = [by_name.get(v.name) or _describe.TensorDesc(v.name, (), object, kind="output") for v in function.outputs]
+        self._in_dtypes = {n: v.dtype for n, v in function.inputs.items()}
+
+    @classmethod
+    def from_path(cls, path, function_name=None, precision="fp16"):
+        t0 = time.perf_counter()
+        model, spec = loader.load_spec(path)
+        program = loader.load_program(model, spec)
+        name = function_name or _describe.default_function(spec)
+        name, function = loader.pick_function(program, name)
+        ins, outs, states = _describe.describe(spec, function_name if function_name else _describe.default_function(spec))
+        self = cls(function, ins, outs, states, precision, name)
+        log.info("mil: loaded %s (function %s, %d ops) in %.2f s", path, name, len(self._plan.steps), time.perf_counter() - t0)
+        return self
+
+    @classmethod
+    def from_program(cls, program, function_name=None, precision="fp16"):
+        """Interpret an in-memory PyMIL program (e.g. built with mb.program)."""
+        from ..describe import TensorDesc
+        from coremltools.converters.mil.mil import types
+
+        name, function = loader.pick_function(program, function_name)
+        ins, states = [], []
+        for n, v in function.inputs.items():
+            if types.is_state(v.sym_type):
+                t = v.sym_type.wrapped_type()
+                states.append(TensorDesc(n, tuple(t.get_shape()), types.nptype_from_builtin(t.get_primitive()), kind="state"))
+            else:
+                ins.append(TensorDesc(n, tuple(v.shape), types.nptype_from_builtin(v.dtype)))
+        outs = [TensorDesc(v.name, tuple(v.shape) if v.shape else (), types.nptype_from_builtin(v.dtype), kind="output")
+                for v in function.outputs]
+        return cls(function, ins, outs, states, precision, name)
+
+    def new_state(self):
+        return MilState(self.states, self.precision == "fp16")
+
+    def predict(self, inputs, state=None, return_intermediates=False):
+        """Run the function; returns name -> array (and the intermediates)."""
+        env = self._prepare(_describe.check_inputs(inputs, self.inputs))
+        if self.states:
+            if state is None:
+                raise ValueError("this model has states: pass state=model.new_state()")
+            env.update({n: StateSlot(state, n) for n in self._state_names})
+        trace = {} if return_intermediates else None
+        values = self._plan.run(env, trace)
+        result = {d.name: self._output(v, d) for v, d in zip(values, self._out_descs)}
+        return (result, trace) if return_intermediates else result
+
+    def trace(self, inputs, state=None):
+        """Every intermediate value, name -> array in op order."""
+        return self.predict(inputs, state=state, return_intermediates=True)[1]
+
+    def _prepare(self, checked):
+        """Private compute-form copies of the inputs (the executor may write into them)."""
+        env = {}
+        fp16 = self.precision == "fp16"
+        for d in self.inputs:
+            v = checked[d.name]
+            if np.dtype(d.dtype) == np.float16:
+                v = v.astype(np.float16).astype(np.float32) if fp16 else np.array(v, np.float32)
+            else:
+                v = np.array(v, dtype=d.dtype)
+            env[d.name] = v
+        return env
+
+    def _output(self, v, desc):
+        want = np.dtype(desc.dtype) if desc.dtype is not object else None
+        if want == np.float16 and self.precision == "fp32":
+            want = np.dtype(np.float32)  # fp32 mode never rounds, not even at the end
+        # always a private copy: outputs must not alias states or caches
+        return np.array(v, dtype=want)
