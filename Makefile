@@ -10,7 +10,7 @@ PRECISION ?= int8
 OUT ?= build/voxcpm-1.5-coreml
 FIXTURE ?= build/fixtures/$(if $(FULL),full,tiny)
 
-.PHONY: help setup test fixture convert validate generate bench demo clean
+.PHONY: help setup test fixture check convert validate generate bench demo clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (idempotent)"
@@ -51,3 +51,6 @@ bench: setup
 
 clean:
 	rm -rf build
+
+check: setup
+	$(PY) -m patches $(MODEL) $(if $(REVISION),--revision $(REVISION),)

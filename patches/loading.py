@@ -71,7 +71,22 @@ def read_config(directory: Path):
         raise CheckpointError(f"{directory}/config.json is not a VoxCPM 1.5 config "
                               f"({' '.join(first[:3])[:200]}): {MODEL_HINT}") from None
     config.device, config.dtype = "cpu", "float32"
+    _check_consistency(directory, config)
     return config
+
+
+def _check_consistency(directory: Path, config) -> None:
+    """Catch configs voxcpm would crash on deep inside a constructor."""
+    lm = config.lm_config
+    if lm.hidden_size % lm.num_attention_heads or lm.num_attention_heads % lm.num_key_value_heads:
+        raise CheckpointError(f"{directory}/config.json: hidden_size {lm.hidden_size}, {lm.num_attention_heads} heads "
+                              f"and {lm.num_key_value_heads} KV heads do not divide evenly: {MODEL_HINT}")
+    head_dim = lm.kv_channels or lm.hidden_size // lm.num_attention_heads
+    factors = len(lm.rope_scaling.short_factor)
+    if factors != head_dim // 2:
+        raise CheckpointError(f"{directory}/config.json: rope_scaling has {factors} factors but the head dim "
+                              f"{head_dim} (hidden_size {lm.hidden_size} / {lm.num_attention_heads} heads) needs "
+                              f"{head_dim // 2}; the hidden size or the factors are wrong: {MODEL_HINT}")
 
 
 def build_model(directory: Path):
@@ -90,8 +105,12 @@ def build_model(directory: Path):
         tokenizer = LlamaTokenizerFast.from_pretrained(str(directory))
     except Exception as exc:
         raise CheckpointError(f"cannot read the tokenizer in {directory} ({exc}): re-download the checkpoint") from None
-    with contextlib.redirect_stderr(io.StringIO()):  # voxcpm prints device banners
-        model = voxcpm_module.VoxCPMModel(config, tokenizer, AudioVAE(config.audio_vae_config), device="cpu")
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # voxcpm prints device banners
+            model = voxcpm_module.VoxCPMModel(config, tokenizer, AudioVAE(config.audio_vae_config), device="cpu")
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        raise CheckpointError(f"voxcpm cannot build the model {directory}/config.json describes "
+                              f"({type(exc).__name__}: {str(exc)[:160]}): {MODEL_HINT}") from None
     return model.float().eval()
 
 

@@ -154,17 +154,26 @@ class ReferencePipeline:
                 steps.append({"mu": mu.numpy().copy(), "noise": z.numpy().copy(), "patch": patch.numpy().copy(),
                               "stop_logit": stop_logit.numpy().copy(), "position": position})
             cond = patch
-            if i > min_len and int(stop_logit.argmax(-1)[0]) == 1:
-                break
+            if i > min_len and int(stop_logit.argmax(-1)[0]) == 1 or i == max_len - 1:
+                break  # (voxcpm also runs the LM on the last patch; nothing reads the result)
             embed = self.embed_patch(patch[0].T)
             lm_hidden, res_hidden, stop_logit = self._lm_step(embed, position, caches, True)
             position += 1
         return torch.stack(patches), steps
 
     # ---------------------------------------------------------------- public
-    def context_needed(self, tokens: int, prompt_patches: int, max_len: int) -> int:
-        """Positions a run may use: prefill plus every generated patch but the last."""
-        return tokens + prompt_patches + max(0, max_len - 1)
+    def fit_context(self, prefill: int, min_len: int, max_len: int) -> int:
+        """max_len bounded by the cache: every generated patch but the last takes a position.
+
+        Text and prompt that leave no room for min_len + 2 patches (the shortest run the stop
+        rule allows) are an error that says by how much to shorten them.
+        """
+        shortest = prefill + min_len + 1
+        if shortest > self.max_context:
+            raise GenerationError(f"text and prompt take {prefill} positions and the shortest generation "
+                                  f"{min_len + 1} more, but the context holds {self.max_context}: shorten the "
+                                  f"text or prompt by {shortest - self.max_context} positions")
+        return min(max_len, self.max_context - prefill + 1)
 
     @torch.no_grad()
     def generate(self, text: str, prompt_wav=None, prompt_text: str | None = None, *, min_len: int = 2,
@@ -184,10 +193,7 @@ class ReferencePipeline:
         tokens = self.tokenize((prepare_text(prompt_text) if has_prompt else "") + text) + [AUDIO_START_TOKEN]
         target_length = len(self.tokenize(text))
         max_len = min(int(target_length * ratio + 10), max_len)
-        needed = self.context_needed(len(tokens), prompt.shape[0], max_len)
-        if needed > self.max_context:
-            raise GenerationError(f"text and prompt need up to {needed} positions but the context holds "
-                                  f"{self.max_context}: shorten them by {needed - self.max_context} positions")
+        max_len = self.fit_context(len(tokens) + prompt.shape[0], min_len, max_len)
         noise = noise or (lambda: torch.randn(1, self.feat_dim, self.patch_size))
         context = prompt[-min(PROMPT_CONTEXT_PATCHES, prompt.shape[0]):] if prompt.shape[0] else prompt
         for attempt in range(retry_max):

@@ -107,9 +107,8 @@ for _name, _fn in _UNARY.items():
 
 @kernel("round")
 def round_(a, op):
-    # MIL round: half away from zero (np.round would round half to even)
-    x = f32(a["x"])
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    # half to even, like value_inference (np.round) and torch.round
+    return np.round(a["x"])
 
 
 @kernel("erf")

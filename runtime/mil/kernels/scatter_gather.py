@@ -6,8 +6,8 @@ gather (documented range -D <= v < D) unless ``validate_indices`` is set on
 an iOS17+ op; for iOS17+ scatter ops negative indices are out of bounds.
 Out-of-bound indices raise IndexError instead of being undefined.
 
-Scatter modes: update/add/sub/mul/div/max/min. ``scatter_nd`` defaults to
-"add" (not "update") -- a classic trap.
+Scatter modes: update/add/sub/mul/div/max/min. Every scatter op (scatter,
+scatter_along_axis, scatter_nd) defaults to "add", not "update" -- a trap.
 """
 import numpy as np
 
@@ -96,7 +96,7 @@ def scatter(a, op):
     idx = wrap_indices(a["indices"], data.shape[ax], op, _scatter_negatives_ok(op))
     view = np.moveaxis(out, ax, 0)  # a view: writes land in out
     upd = np.moveaxis(np.asarray(a["updates"]), ax, 0)
-    _apply(view, idx, upd, a.get("mode", "update"), op)
+    _apply(view, idx, upd, a.get("mode", "add"), op)
     return out
 
 
@@ -109,7 +109,7 @@ def scatter_along_axis(a, op):
     idx = wrap_indices(a["indices"], data.shape[ax], op, _scatter_negatives_ok(op))
     grid = list(np.indices(idx.shape, sparse=True))
     grid[ax] = idx
-    return _apply(out, tuple(grid), upd, a.get("mode", "update"), op)
+    return _apply(out, tuple(grid), upd, a.get("mode", "add"), op)
 
 
 @kernel("scatter_nd")

@@ -57,7 +57,9 @@ def flatten2d(a, op):
 
 @kernel("concat")
 def concat(a, op):
-    vals = [np.asarray(v) for v in a["values"]]
+    # scalars are concatenated as length-1 vectors (the converter emits this
+    # when it assembles shapes/indices)
+    vals = [np.atleast_1d(v) for v in a["values"]]
     ax = axis_of(a, "axis", vals[0].ndim)
     if flag(a, "interleave"):
         # interleave: chunks of each input alternate along the axis
