@@ -200,3 +200,31 @@ def test_full_size_vae_block_equal(direction):
     patch_audio_vae(patched)
     with torch.no_grad():
         assert max_rel_error(patched(x), original(x)) <= TOL
+
+
+# ----------------------------------------------------------------- negative controls
+def test_wrong_gqa_order_is_caught(pair, monkeypatch):
+    """`repeat` instead of `repeat_interleave` pairs query heads with the wrong KV heads."""
+    import patches.attention as attention
+
+    original, patched = pair
+    monkeypatch.setattr(attention, "expand_kv_heads", lambda x, groups: x.repeat(1, groups, 1, 1))
+    x = torch.randn(1, 11, original.config.lm_config.hidden_size)
+    with torch.no_grad():
+        assert max_rel_error(patched.base_lm(x)[0], original.base_lm(x)[0]) > 1e-3
+
+
+def test_cache_written_one_slot_off_is_caught(pair):
+    original, patched = pair
+    hidden = original.config.lm_config.hidden_size
+    prefill, steps = torch.randn(1, 6, hidden), [torch.randn(1, hidden) for _ in range(8)]
+    expected, _ = _original_rollout(original.residual_lm, prefill, steps)
+    step = ResidualLMStep(patched, max_context=64)
+    k, v = empty_caches(patched.residual_lm, 64)
+    outs = []
+    with torch.no_grad():
+        for position, embed in enumerate([prefill[:, i] for i in range(6)] + steps):
+            out, *caches = step(embed, torch.tensor([position + 1], dtype=torch.int32), *k, *v)
+            k, v = caches[: len(k)], caches[len(k):]
+            outs.append(out)
+    assert max(max_rel_error(a, e) for a, e in zip(outs[6:], expected)) > 1e-3
