@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON_BOOT ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+# pip warns about every empty local index it is configured with; keep real errors visible
+pip_install = $(PY) -m pip install --quiet --disable-pip-version-check $(1) 2>&1 | { grep -v "is ignored: it is neither" || true; }; test $${PIPESTATUS[0]} -eq 0
 STAMP := $(VENV)/.setup-$(shell cat requirements.txt requirements-nodeps.txt 2>/dev/null | sha1sum | cut -c1-12)
 
 MODEL ?= openbmb/VoxCPM1.5
@@ -24,12 +26,11 @@ setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# torch first and alone, so nothing later can resolve a CUDA build
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
-	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
-	$(PY) -m pip check >/dev/null || true
+	$(call pip_install,--upgrade pip)
+	@# torch first and alone, so nothing later can resolve a CUDA build of it
+	$(call pip_install,torch==2.13.0)
+	$(call pip_install,-r requirements.txt -c constraints.txt)
+	$(call pip_install,--no-deps -r requirements-nodeps.txt)
 	rm -f $(VENV)/.setup-*
 	touch $@
 	@echo "setup done: $(VENV)"
