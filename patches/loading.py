@@ -120,17 +120,47 @@ def _weight_files(directory: Path) -> list[tuple[str, Path]]:
     return [("", main), ("audio_vae.", vae)]
 
 
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                       "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def _read_safetensors(path: Path):
+    """(name, tensor) with plain reads, one tensor at a time.
+
+    safetensors' `safe_open` maps the file: every page it touched stays in the process's RSS until
+    the handle closes, so loading the 3.2 GB model peaked at 7.6 GiB; plain reads peak at 4.6 GiB.
+    """
+    import struct
+
+    import torch
+
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        (header_length,) = struct.unpack("<Q", handle.read(8))
+        if header_length > size - 8:
+            raise ValueError("header longer than the file")
+        header = json.loads(handle.read(header_length))
+        base = 8 + header_length
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            dtype = getattr(torch, _SAFETENSORS_DTYPES[info["dtype"]])
+            buffer = bytearray(end - start)
+            handle.seek(base + start)
+            if handle.readinto(buffer) != end - start:
+                raise ValueError(f"file ends inside tensor {key}")
+            tensor = torch.frombuffer(buffer, dtype=dtype) if buffer else torch.empty(0, dtype=dtype)
+            yield key, tensor.reshape(info["shape"])
+
+
 def _iter_tensors(path: Path):
     """(name, tensor) pairs, one tensor in memory at a time for safetensors."""
     import torch
 
     try:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                for key in handle.keys():
-                    yield key, handle.get_tensor(key)
+            yield from _read_safetensors(path)
         else:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None

@@ -1,0 +1,164 @@
+"""One conversion function per component: patched torch module -> FP16 Core ML ML Program.
+
+Every component is captured with `torch.jit.trace` (see TRIALS.md, "capture method"): the six
+published components are functional (LM caches are inputs and outputs, written with a scatter),
+so tracing records every op, converts ~10x faster than torch.export and is verified not to bake
+the example position (tests/convert/test_position_independence.py, and the runtime interpreter
+at positions 0..511). Shapes, names and dtypes come from `convert.interface`, never from here.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import torch
+
+from patches import components as parts
+
+from .interface import ComponentInterface, TensorSpec
+
+EXAMPLE_POSITION = 3        # not 0: a trace that baked it would be wrong at 0 and the tests would see it
+EXAMPLE_DECODER_FRAMES = 8  # not the RangeDim default, for the same reason
+
+
+def quiet_coremltools() -> None:
+    """Silence coremltools' own per-pass progress bars: our per-component bar says what runs."""
+    from tqdm import tqdm
+
+    import coremltools.converters.mil.frontend.torch.ops as torch_ops
+    import coremltools.converters.mil.mil.passes.pass_pipeline as pass_pipeline
+    import coremltools.optimize.coreml._post_training_quantization as ptq
+    import coremltools.optimize.coreml._quantization_passes as qpasses
+
+    silent = functools.partial(tqdm, disable=True)
+    torch_ops._tqdm = silent
+    pass_pipeline.tqdm = silent
+    ptq.tqdm = silent
+    qpasses.tqdm = silent
+
+
+def _coreml_input(spec: TensorSpec):
+    import coremltools as ct
+
+    shape = list(spec.shape)
+    for axis, (lo, hi) in (spec.flexible or {}).items():
+        shape[axis] = ct.RangeDim(lower_bound=lo, upper_bound=hi, default=spec.shape[axis])
+    # float inputs carry no dtype: with FLOAT16 compute precision on macOS14 they become fp16
+    dtype = np.int32 if spec.dtype == "int32" else None
+    return ct.TensorType(name=spec.name, shape=ct.Shape(shape), dtype=dtype)
+
+
+def _example(spec: TensorSpec, generator: torch.Generator, shape=None) -> torch.Tensor:
+    shape = shape or spec.shape
+    if spec.dtype == "int32":
+        return torch.full(shape, EXAMPLE_POSITION, dtype=torch.int32)
+    return 0.5 * torch.randn(shape, generator=generator)
+
+
+def examples(iface: ComponentInterface, overrides: dict | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Example inputs at the declared shapes (or `overrides[name]` shapes)."""
+    generator = torch.Generator().manual_seed(seed)
+    overrides = overrides or {}
+    return tuple(_example(spec, generator, overrides.get(spec.name)) for spec in iface.inputs)
+
+
+def trace(module: torch.nn.Module, example: tuple) -> torch.jit.ScriptModule:
+    # TracerWarnings here are about Python-level asserts on constant shapes (the VAE's `pad == 0`)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return torch.jit.trace(module.eval(), example, check_trace=False)
+
+
+def to_coreml(traced, iface: ComponentInterface):
+    """An FP16 ML Program for macOS14 with exactly the declared input/output names."""
+    import coremltools as ct
+
+    return ct.convert(traced, inputs=[_coreml_input(s) for s in iface.inputs],
+                      outputs=[ct.TensorType(name=s.name) for s in iface.outputs],
+                      convert_to="mlprogram", minimum_deployment_target=ct.target.macOS14,
+                      compute_precision=ct.precision.FLOAT16)
+
+
+def _convert(wrapper: torch.nn.Module, iface: ComponentInterface, overrides: dict | None = None):
+    traced = trace(wrapper, examples(iface, overrides))
+    mlmodel = to_coreml(traced, iface)
+    del traced
+    return mlmodel
+
+
+# ----------------------------------------------------------------------------- the six components
+def build_wrapper(name: str, model, max_context: int) -> torch.nn.Module:
+    """The torch module whose forward is component `name` (see patches.components)."""
+    builders = {
+        "audio_vae_encoder": lambda: parts.AudioVAEEncoder(model),
+        "audio_vae_decoder": lambda: parts.AudioVAEDecoder(model),
+        "feat_encoder": lambda: parts.FeatEncoder(model),
+        "locdit_step": lambda: parts.LocDiTStep(model),
+        "residual_lm_step": lambda: parts.ResidualLMStep(model, max_context),
+        "base_lm_step": lambda: parts.BaseLMStep(model, max_context),
+    }
+    return builders[name]().eval()
+
+
+def convert_audio_vae_encoder(model, iface: ComponentInterface):
+    return _convert(build_wrapper(iface.name, model, 0), iface)
+
+
+def convert_audio_vae_decoder(model, iface: ComponentInterface):
+    # trace at a length other than the RangeDim default, so a baked length would show
+    latent = iface.inputs[0]
+    shape = (*latent.shape[:2], EXAMPLE_DECODER_FRAMES)
+    return _convert(build_wrapper(iface.name, model, 0), iface, {latent.name: shape})
+
+
+def convert_feat_encoder(model, iface: ComponentInterface):
+    return _convert(build_wrapper(iface.name, model, 0), iface)
+
+
+def convert_locdit_step(model, iface: ComponentInterface):
+    return _convert(build_wrapper(iface.name, model, 0), iface)
+
+
+def convert_residual_lm_step(model, iface: ComponentInterface):
+    return _convert(build_wrapper(iface.name, model, iface.extra["max_context"]), iface)
+
+
+def convert_base_lm_step(model, iface: ComponentInterface):
+    return _convert(build_wrapper(iface.name, model, iface.extra["max_context"]), iface)
+
+
+CONVERTERS = {
+    "audio_vae_encoder": convert_audio_vae_encoder,
+    "audio_vae_decoder": convert_audio_vae_decoder,
+    "feat_encoder": convert_feat_encoder,
+    "locdit_step": convert_locdit_step,
+    "residual_lm_step": convert_residual_lm_step,
+    "base_lm_step": convert_base_lm_step,
+}
+
+# The parts of VoxCPMModel each component reads; once no later component needs a part it is
+# dropped, so peak memory falls as conversion proceeds (the full model is 3.2 GB in fp32).
+MODEL_PARTS = {
+    "audio_vae_encoder": [("audio_vae", "encoder")],
+    "audio_vae_decoder": [("audio_vae", "decoder")],
+    "feat_encoder": [("feat_encoder",)],
+    "locdit_step": [("feat_decoder",)],
+    "residual_lm_step": [("residual_lm",)],
+    "base_lm_step": [("base_lm",), ("fsq_layer",), ("stop_proj",), ("stop_head",)],
+}
+
+# Conversion order: smallest parts first and the base LM last, so each is freed as soon as done.
+ORDER = ["audio_vae_encoder", "audio_vae_decoder", "feat_encoder", "locdit_step", "residual_lm_step", "base_lm_step"]
+
+
+def drop_parts(model, done: str, remaining: list[str]) -> None:
+    """Release the weights of `done`'s model parts that no component in `remaining` reads."""
+    still_needed = {path for name in remaining for path in MODEL_PARTS[name]}
+    for path in MODEL_PARTS[done]:
+        if path in still_needed:
+            continue
+        owner = model
+        for attr in path[:-1]:
+            owner = getattr(owner, attr)
+        setattr(owner, path[-1], None)
