@@ -1,0 +1,47 @@
+"""One tiny-fixture conversion (fp16 and int8) and one validation run per test session.
+
+tiny_gates.json loosens the default gates for two known cases on the tiny fixture only
+(TRIALS.md, 2026-11-26): the current conversion computes locdit_step's sinusoidal time
+embedding in fp16 (~5 % error in the embedding, ~1.3e-2 rel-L2 in the velocity), and the int8
+feat_encoder reaches 2.2e-2 rel-L2 on random patches. test_report.py checks that the default
+gates flag these and nothing else.
+"""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+TINY_GATES = HERE / "tiny_gates.json"
+FAST = ["--steps", "8", "--decoder-lengths", "4,37", "--no-progress"]
+
+
+@pytest.fixture(scope="session")
+def validate_tiny_out(tiny_dir, tmp_path_factory) -> Path:
+    """The tiny checkpoint converted in both precisions (like tests/convert's `tiny_out`)."""
+    from convert.cli import main
+
+    os.environ.setdefault("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+    out = tmp_path_factory.mktemp("validate_coreml") / "out"
+    assert main(["--model", str(tiny_dir), "--precision", "all", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_validation(tiny_dir, validate_tiny_out):
+    """(exit status, report.json) of `python -m validate` on the tiny conversion, both precisions."""
+    from validate.cli import main
+
+    status = main(["--model", str(tiny_dir), "--out", str(validate_tiny_out), "--precision", "all",
+                   "--backend", "mil", "--gates", str(TINY_GATES), *FAST])
+    report = json.loads((validate_tiny_out / "validation" / "report.json").read_text())
+    return status, report
+
+
+def run_validate(tiny_dir, out, *args) -> tuple[int, dict | None]:
+    from validate.cli import main
+
+    status = main(["--model", str(tiny_dir), "--out", str(out), "--backend", "mil", *FAST, *map(str, args)])
+    path = Path(out) / "validation" / "report.json"
+    return status, (json.loads(path.read_text()) if path.is_file() else None)

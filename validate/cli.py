@@ -1,0 +1,157 @@
+"""`python -m validate`: prove every converted component equal to the original voxcpm (see --help)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .gates import DEFAULTS, DEFAULT_STOP_MARGIN
+
+DEFAULT_MODEL = "openbmb/VoxCPM1.5"
+DEFAULT_OUT = "build/voxcpm-1.5-coreml"
+PRECISION_CHOICES = {"fp16": ("fp16",), "int8": ("int8",), "all": ("fp16", "int8")}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, like every other expected failure
+        raise UsageError(f"{message}: see python -m validate --help")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .inputs import DECODER_LENGTHS
+
+    p = _Parser(prog="python -m validate",
+                description="Run every converted component (OUT/{fp16,int8}/<component>.mlpackage) and the "
+                            "unpatched voxcpm model in FP32 on the same inputs, compare every output (and every "
+                            "LM cache, step by step), check the programs' structure, and write "
+                            "OUT/validation/report.{md,json} and plots. Exit status 1 when a gate or check "
+                            "fails, 2 on bad input.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"Hugging Face id or checkpoint directory "
+                                                          f"(default {DEFAULT_MODEL})")
+    p.add_argument("--revision", default=None, help="hub revision to pin (with a hub id)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"the convert output directory (default {DEFAULT_OUT})")
+    p.add_argument("--precision", default="all", help="fp16, int8 or all (default all)")
+    p.add_argument("--backend", default="auto", help="auto (Core ML on macOS, else the MIL interpreter), "
+                                                     "coreml or mil (default auto)")
+    p.add_argument("--components", default=None, help="comma-separated subset (default: every converted one)")
+    p.add_argument("--steps", type=int, default=64, help="LM rollout steps per start position (default 64)")
+    p.add_argument("--decoder-lengths", default=",".join(map(str, DECODER_LENGTHS)),
+                   help="VAE decoder latent lengths to test (default %(default)s)")
+    p.add_argument("--gates", default=None, help="JSON file with gates (see validate/gates.py)")
+    for precision, values in DEFAULTS.items():
+        p.add_argument(f"--{precision}-corr", type=float, default=None,
+                       help=f"minimum correlation for {precision} (default {values['corr']})")
+        p.add_argument(f"--{precision}-rel-l2", type=float, default=None,
+                       help=f"maximum relative L2 error for {precision} (default {values['rel_l2']})")
+    p.add_argument("--stop-margin", type=float, default=None,
+                   help=f"stop decisions must agree where torch's logit margin is at least this "
+                        f"(default {DEFAULT_STOP_MARGIN})")
+    p.add_argument("--localize", action="store_true",
+                   help="name the first diverging op of every package (always done for failing ones)")
+    p.add_argument("--report-dir", default=None, help="where to write the report (default OUT/validation)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise UsageError(f"{what} is empty")
+    return values
+
+
+def parse_settings(argv):
+    from convert.interface import COMPONENTS
+
+    from .gates import GateError, load_gates
+    from .run import Settings
+
+    args = build_parser().parse_args(argv)
+    if args.precision not in PRECISION_CHOICES:
+        raise UsageError(f"unknown precision {args.precision!r}: use fp16, int8 or all")
+    if args.backend not in ("auto", "coreml", "mil"):
+        raise UsageError(f"unknown backend {args.backend!r}: use auto, coreml or mil")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    explicit = args.components is not None
+    components = tuple(c.strip() for c in (args.components or ",".join(COMPONENTS)).split(",") if c.strip())
+    unknown = [c for c in components if c not in COMPONENTS]
+    if unknown or not components:
+        raise UsageError(f"unknown component {','.join(unknown) or '(none given)'}: choose from {','.join(COMPONENTS)}")
+    overrides = {(p, key): getattr(args, f"{p}_{key}") for p in DEFAULTS for key in ("corr", "rel_l2")}
+    try:
+        gates = load_gates(args.gates, overrides)
+    except GateError as exc:
+        raise UsageError(str(exc)) from None
+    if args.stop_margin is not None:
+        gates.stop_margin = args.stop_margin
+    return Settings(model=args.model, out=Path(args.out), precisions=PRECISION_CHOICES[args.precision],
+                    components=components, explicit_components=explicit, backend=args.backend, steps=args.steps,
+                    gates=gates, localize=args.localize, decoder_lengths=_ints(args.decoder_lengths, "--decoder-lengths"),
+                    revision=args.revision, progress=not args.no_progress,
+                    report_dir=Path(args.report_dir) if args.report_dir else None)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def summary(results: dict) -> str:
+    lines = [f"{'component':<18} {'precision':<9} {'output':<30} {'corr(min)':>10} {'rel-L2(max)':>11} "
+             f"{'max-abs':>9}  pass", "-" * 98]
+    for r in results["components"]:
+        mark = ("ok" if r["passed"] else "FAIL") if r["gated"] else "info"
+        lines.append(f"{r['name']:<18} {r['precision']:<9} {r['output'][:30]:<30} {r['corr']:>10.6f} "
+                     f"{r['rel_l2']:>11.3e} {r['max_abs']:>9.3g}  {mark}")
+    bad = [c for c in results["structural"] + results["checks"] if not c["passed"]]
+    lines.append(f"structural and decision checks: {len(results['structural']) + len(results['checks']) - len(bad)} "
+                 f"passed, {len(bad)} failed")
+    for entry in results["localization"]:
+        lines.append(f"localisation {entry['component']} {entry['precision']}: {entry['summary']}")
+    lines.append(f"backend {results['backend']}, {results['wall_seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        settings = parse_settings(argv)
+    except UsageError as exc:
+        return _fail(str(exc))
+    from patches.loading import CheckpointError
+    from runtime.errors import BackendUnavailableError
+
+    from .report import report_dir, write_report
+    from .run import ValidateError, validate
+
+    start = time.time()
+    try:
+        results = validate(settings)
+    except (ValidateError, CheckpointError, BackendUnavailableError) as exc:
+        return _fail(str(exc).splitlines()[0])
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    results["wall_seconds"] = round(time.time() - start, 1)
+    directory = settings.report_dir or report_dir(settings.out)
+    try:
+        write_report(directory, results)
+    except OSError as exc:
+        return _fail(f"cannot write the report to {directory} ({exc.strerror or exc}): choose --report-dir")
+    print(summary(results))
+    print(f"report: {directory}/report.md")
+    if not results["passed"]:
+        print(f"validation FAILED: {results['failure']}", file=sys.stderr)
+        return 1
+    print("validation passed")
+    return 0

@@ -1,0 +1,114 @@
+"""Structural checks on a package's MIL program: defects the numeric gates may not see.
+
+- Only linear / conv / conv_transpose *weights* may be quantized: a global
+  `linear_quantize_weights` config also quantizes RoPE tables (a gather's input), norm weights,
+  and so on, and on random weights the error can stay inside the numeric gates (TRIALS.md).
+- An LM step's cache outputs must depend on its `position` and `embed` inputs: a trace that
+  baked the example position, or dropped the cache write, gives outputs that do not.
+- A cache output must not be a plain passthrough (identity chain) of a cache input: what
+  torch.jit.trace leaves of an in-place write into a view.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHT_CONSUMERS = {"linear": "weight", "conv": "weight", "conv_transpose": "weight"}
+PASSTHROUGH_OPS = {"identity", "cast"}
+LM_STEPS = ("base_lm_step", "residual_lm_step")
+
+
+def load_function(package: Path):
+    from runtime.mil import loader
+
+    model, spec = loader.load_spec(package)
+    program = loader.load_program(model, spec)
+    return loader.pick_function(program)[1]
+
+
+def _vars(value):
+    return value if isinstance(value, (list, tuple)) else [value]
+
+
+def quantized_non_weights(function) -> list[str]:
+    """Compressed constants (constexpr_*) that feed anything but a linear/conv weight."""
+    bad = []
+    for op in function.operations:
+        if not op.op_type.startswith("constexpr_"):
+            continue
+        for var in op.outputs:
+            for child in var.child_ops:
+                param = WEIGHT_CONSUMERS.get(child.op_type)
+                if param is None or child.inputs.get(param) is not var:
+                    bad.append(f"{op.name} ({op.op_type}) feeds {child.op_type} {child.name}")
+    return bad
+
+
+def input_dependencies(function) -> dict[str, frozenset]:
+    """var name -> the function inputs it depends on (one forward pass in op order)."""
+    deps = {name: frozenset([name]) for name in function.inputs}
+    for op in function.operations:
+        found = frozenset()
+        for value in op.inputs.values():
+            for var in _vars(value):
+                found |= deps.get(var.name, frozenset())
+        for block in op.blocks:  # control flow: whatever its body reads
+            for inner in block.operations:
+                for value in inner.inputs.values():
+                    for var in _vars(value):
+                        found |= deps.get(var.name, frozenset())
+        for var in op.outputs:
+            deps[var.name] = found
+    return deps
+
+
+def passthrough_source(var, input_names) -> str | None:
+    """The input a var merely copies (through identity/cast), else None."""
+    while True:
+        if var.name in input_names:
+            return var.name
+        op = var.op
+        if op is None or op.op_type not in PASSTHROUGH_OPS:
+            return None
+        var = op.inputs["x"]
+
+
+def quantized_weights(function) -> int:
+    return sum(1 for op in function.operations if op.op_type.startswith("constexpr_")
+               for var in op.outputs for child in var.child_ops
+               if child.inputs.get(WEIGHT_CONSUMERS.get(child.op_type, "")) is var)
+
+
+def check_package(component: str, package: Path, precision: str) -> list[dict]:
+    """[{check, passed, detail}] for one package."""
+    function = load_function(package)
+    bad = quantized_non_weights(function)
+    results = [{"check": "only linear/conv weights are quantized", "passed": not bad,
+                "detail": "; ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")}]
+    if precision == "int8":
+        count = quantized_weights(function)
+        results.append({"check": "int8 package has quantized weights", "passed": count > 0,
+                        "detail": f"{count} linear/conv weights quantized"})
+    if component in LM_STEPS:
+        results += _cache_checks(function)
+    return results
+
+
+def _cache_checks(function) -> list[dict]:
+    deps = input_dependencies(function)
+    inputs = set(function.inputs)
+    cache_outputs = [v for v in function.outputs if v.name.startswith(("out_k", "out_v"))]
+    blind, passthrough = [], []
+    for var in cache_outputs:
+        missing = {"position", "embed"} - deps.get(var.name, frozenset())
+        if missing:
+            blind.append(f"{var.name} ignores {', '.join(sorted(missing))}")
+        source = passthrough_source(var, inputs)
+        if source is not None:
+            passthrough.append(f"{var.name} = {source}")
+    return [
+        {"check": "cache outputs depend on position and embed", "passed": bool(cache_outputs) and not blind,
+         "detail": "; ".join(blind[:4]) + (f" and {len(blind) - 4} more" if len(blind) > 4 else "")
+         if cache_outputs else "no out_k*/out_v* outputs"},
+        {"check": "no cache output is a passthrough of its input", "passed": not passthrough,
+         "detail": "; ".join(passthrough[:4]) + (f" and {len(passthrough) - 4} more" if len(passthrough) > 4 else "")},
+    ]
