@@ -43,7 +43,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 fixture: setup
-	$(PY) -m patches.fixture --out $(FIXTURE) $(if $(FULL),--full,) $(if $(STOP_AT),--stop-at $(STOP_AT),)
+	$(PY) -m patches.fixture --out $(FIXTURE) $(if $(FULL),--full,) $(if $(STOP_MODE),--stop-mode $(STOP_MODE),)
 
 convert: setup
 	$(PY) -m convert --model $(MODEL) --precision $(PRECISION) --out $(OUT) $(if $(FORCE),--force,)

@@ -72,6 +72,11 @@ def round_fp16(v):
     return v.astype(np.float16).astype(np.float32)
 
 
+def _tensor_inputs(op):
+    for v in op.inputs.values():
+        yield from (v if isinstance(v, (list, tuple)) else [v])
+
+
 def _exact_op(op):
     if op.op_type in _EXACT:
         return True
@@ -155,6 +160,15 @@ class Plan:
                             last[x.name] = max(last.get(x.name, i), i)
         for name in self.output_names:
             last[name] = len(ops)
+        # numpy views: an op that only moves values (identity, reshape, transpose, slices...) may
+        # return its input's memory, so a value stays live as long as any alias of it does. Without
+        # this, a scatter written in place could change a passthrough output (a dropped cache write
+        # would then look correct).
+        for op in reversed(ops):
+            if op.op_type in _EXACT or op.op_type == "identity":
+                alias_end = max((last.get(v.name, -1) for v in op.outputs), default=-1)
+                for x in _tensor_inputs(op):
+                    last[x.name] = max(last.get(x.name, -1), alias_end)
         return last
 
     def _may_write_in_place(self, op, i, last_use):

@@ -481,3 +481,20 @@ def test_fp16_rounding_is_exact_for_large_arrays():
     x = (RNG.standard_normal(10000) * 1e3).astype(np.float32)
     x[:4] = [1e-8, 70000.0, -65520.0, 6e-5]
     np.testing.assert_array_equal(round_fp16(x), x.astype(np.float16).astype(np.float32))
+
+
+@pytest.mark.parametrize("passthrough", ["identity", "reshape"])
+def test_in_place_scatter_never_changes_a_passthrough_output(passthrough):
+    """A cache output that passes its input through (a dropped write) must keep the old values
+    even when a scatter on the same input runs in place after it."""
+    data, upd = rand(4, 3), rand(1, 3)
+    idx = np.array([2], np.int32)
+
+    def body(d, i, u):
+        same = mb.identity(x=d) if passthrough == "identity" else mb.reshape(x=d, shape=[4, 3])
+        return same, mb.scatter(data=d, indices=i, updates=u, axis=0, mode="update")
+
+    same, scattered = run_program([("d", data.shape, types.fp32), ("i", idx.shape, types.int32),
+                                   ("u", upd.shape, types.fp32)], body, {"d": data, "i": idx, "u": upd})
+    np.testing.assert_array_equal(same, data)
+    np.testing.assert_array_equal(scattered[2], upd[0])
