@@ -22,6 +22,10 @@ help:
 	@echo "make fixture    build a random VoxCPM 1.5 checkpoint (FULL=1 for real sizes) in $(FIXTURE)"
 	@echo "make convert    MODEL=... PRECISION=fp16|int8|all OUT=..."
 	@echo "make validate   MODEL=... PRECISION=fp16|int8|all OUT=..."
+	@echo "make validate   ... VALIDATE_FLAGS='--steps 64 --localize'  (see python -m validate --help)"
+	@echo "make generate   TEXT=\"...\" WAV=out.wav [PROMPT=p.wav PROMPT_TEXT=\"...\" PRECISION=int8 OUT=... SEED= CFG=2.0 TIMESTEPS=10 STATS=s.json]"
+	@echo "make demo       offline: tiny checkpoint -> convert -> validate -> wav (build/demo)"
+	@echo "make check      MODEL=...: load a checkpoint strictly and describe it"
 	@echo "make bench      long measurements (not part of make test)"
 
 setup: $(STAMP)
@@ -49,7 +53,17 @@ convert: setup
 	$(PY) -m convert --model $(MODEL) --precision $(PRECISION) --out $(OUT) $(if $(FORCE),--force,)
 
 validate: setup
-	$(PY) -m validate --model $(MODEL) --precision $(PRECISION) --out $(OUT)
+	$(PY) -m validate --model $(MODEL) --precision $(PRECISION) --out $(OUT) $(VALIDATE_FLAGS)
+
+generate: setup
+	@test -n "$(TEXT)" -a -n "$(WAV)" || { echo 'error: give TEXT="..." and WAV=out.wav: see make help' >&2; exit 2; }
+	$(PY) -m generate --artifacts "$(OUT)" --precision $(if $(filter all,$(PRECISION)),int8,$(PRECISION)) \
+		--text "$(TEXT)" --wav "$(WAV)" $(if $(PROMPT),--prompt "$(PROMPT)") \
+		$(if $(PROMPT_TEXT),--prompt-text "$(PROMPT_TEXT)") $(if $(SEED),--seed $(SEED)) \
+		$(if $(CFG),--cfg $(CFG)) $(if $(TIMESTEPS),--timesteps $(TIMESTEPS)) $(if $(STATS),--stats "$(STATS)")
+
+demo: setup
+	$(PY) -m generate.demo --out build/demo
 
 bench: setup
 	$(PY) -m runtime.bench

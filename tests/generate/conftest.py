@@ -1,0 +1,80 @@
+"""Tiny fixtures converted once per session (fp16 only: int8 is then a precision "not converted"),
+a 7 s stereo 48 kHz prompt, and the FP32 reference pipelines to compare with."""
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+PROMPT_TEXT = "This is the prompt transcript."
+
+
+def _convert(checkpoint, out) -> None:
+    from convert.cli import main
+
+    assert main(["--model", str(checkpoint), "--precision", "fp16", "--out", str(out)]) == 0
+
+
+@pytest.fixture(scope="session")
+def generate_cache_home(tmp_path_factory):
+    """Keep the converter's weights-hash cache out of the user's ~/.cache."""
+    os.environ.setdefault("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+
+
+@pytest.fixture(scope="session")
+def never_out(tiny_never_stop_dir, tmp_path_factory, generate_cache_home):
+    out = tmp_path_factory.mktemp("gen_never") / "out"
+    _convert(tiny_never_stop_dir, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def stop_out(tiny_dir, tmp_path_factory, generate_cache_home):
+    out = tmp_path_factory.mktemp("gen_stop") / "out"
+    _convert(tiny_dir, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prompt7_wav(tmp_path_factory):
+    """7 s of stereo 48 kHz 'speech-like' audio: two 5 s encoder windows, not the model rate, not whole patches."""
+    rate, seconds = 48000, 7.0
+    t = np.arange(int(rate * seconds)) / rate
+    rng = np.random.default_rng(0)
+    left = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.standard_normal(t.size)
+    right = 0.2 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(t.size)
+    path = tmp_path_factory.mktemp("prompt") / "prompt7.wav"
+    sf.write(path, np.stack([left, right], axis=1).astype(np.float32), rate)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ref_never(tiny_never_stop_dir):
+    from patches.loading import load_voxcpm
+    from patches.reference import ReferencePipeline
+
+    return ReferencePipeline(load_voxcpm(tiny_never_stop_dir))
+
+
+@pytest.fixture(scope="session")
+def ref_stop(tiny_dir):
+    from patches.loading import load_voxcpm
+    from patches.reference import ReferencePipeline
+
+    return ReferencePipeline(load_voxcpm(tiny_dir))
+
+
+def shared_noise(seed: int, feat_dim: int = 64, patch: int = 4, count: int = 64):
+    """The same noise sequence twice: as torch tensors for the reference, as arrays for the generator."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    draws = [rng.standard_normal((1, feat_dim, patch)).astype(np.float32) for _ in range(count)]
+    torch_iter, numpy_iter = iter(draws), iter(draws)
+    return (lambda: torch.from_numpy(next(torch_iter).copy())), (lambda: next(numpy_iter).copy())
+
+
+def rel_l2(actual, expected) -> float:
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    return float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-12))
