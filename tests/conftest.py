@@ -34,6 +34,33 @@ def tiny_no_mup_dir(tmp_path_factory) -> Path:
     return _fixture(tmp_path_factory, "tiny_nomup", use_mup=False, seed=2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_hash_cache(tmp_path_factory) -> Path:
+    """Keep the converter's weights-hash cache of test runs out of the user's ~/.cache."""
+    home = tmp_path_factory.mktemp("xdg_cache")
+    os.environ["XDG_CACHE_HOME"] = str(home)
+    return home
+
+
+def convert_checkpoint(checkpoint: Path, out: Path, precision: str) -> Path:
+    from convert.cli import main
+
+    assert main(["--model", str(checkpoint), "--precision", precision, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_coreml(tiny_dir, tmp_path_factory) -> Path:
+    """`tiny_dir` converted once per session in fp16 and int8; tests that change it take a copy."""
+    return convert_checkpoint(tiny_dir, tmp_path_factory.mktemp("tiny_coreml") / "out", "all")
+
+
+@pytest.fixture(scope="session")
+def tiny_never_stop_coreml(tiny_never_stop_dir, tmp_path_factory) -> Path:
+    """`tiny_never_stop_dir` converted in fp16 only (so int8 is a precision "not converted")."""
+    return convert_checkpoint(tiny_never_stop_dir, tmp_path_factory.mktemp("never_coreml") / "out", "fp16")
+
+
 @pytest.fixture
 def fresh_model(tiny_dir):
     """A new unpatched FP32 model (patching is in place, so tests that patch get their own)."""

@@ -12,20 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def hash_cache_home(tmp_path_factory) -> Path:
-    """Keep the weights-hash cache of test runs out of the user's ~/.cache."""
-    home = tmp_path_factory.mktemp("xdg_cache")
-    os.environ["XDG_CACHE_HOME"] = str(home)
-    return home
-
-
-@pytest.fixture(scope="session")
-def tiny_out(tiny_dir, tmp_path_factory, hash_cache_home) -> Path:
-    from convert.cli import main
-
-    out = tmp_path_factory.mktemp("tiny_coreml") / "out"
-    assert main(["--model", str(tiny_dir), "--precision", "all", "--out", str(out)]) == 0
-    return out
+def tiny_out(tiny_coreml) -> Path:
+    """The session's one tiny conversion (tests/conftest.py)."""
+    return tiny_coreml
 
 
 @pytest.fixture(scope="session")

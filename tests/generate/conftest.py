@@ -1,6 +1,5 @@
-"""Tiny fixtures converted once per session (fp16 only: int8 is then a precision "not converted"),
-a 7 s stereo 48 kHz prompt, and the FP32 reference pipelines to compare with."""
-import os
+"""The tiny conversions (shared, tests/conftest.py), a 7 s stereo 48 kHz prompt, and the FP32
+reference pipelines to compare with."""
 
 import numpy as np
 import pytest
@@ -9,30 +8,15 @@ import soundfile as sf
 PROMPT_TEXT = "This is the prompt transcript."
 
 
-def _convert(checkpoint, out) -> None:
-    from convert.cli import main
-
-    assert main(["--model", str(checkpoint), "--precision", "fp16", "--out", str(out)]) == 0
+@pytest.fixture(scope="session")
+def never_out(tiny_never_stop_coreml):
+    """fp16 only: int8 is a precision that was not converted (tests/conftest.py)."""
+    return tiny_never_stop_coreml
 
 
 @pytest.fixture(scope="session")
-def generate_cache_home(tmp_path_factory):
-    """Keep the converter's weights-hash cache out of the user's ~/.cache."""
-    os.environ.setdefault("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
-
-
-@pytest.fixture(scope="session")
-def never_out(tiny_never_stop_dir, tmp_path_factory, generate_cache_home):
-    out = tmp_path_factory.mktemp("gen_never") / "out"
-    _convert(tiny_never_stop_dir, out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def stop_out(tiny_dir, tmp_path_factory, generate_cache_home):
-    out = tmp_path_factory.mktemp("gen_stop") / "out"
-    _convert(tiny_dir, out)
-    return out
+def stop_out(tiny_coreml):
+    return tiny_coreml
 
 
 @pytest.fixture(scope="session")

@@ -18,14 +18,9 @@ FAST = ["--steps", "8", "--decoder-lengths", "4,37", "--no-progress"]
 
 
 @pytest.fixture(scope="session")
-def validate_tiny_out(tiny_dir, tmp_path_factory) -> Path:
-    """The tiny checkpoint converted in both precisions (like tests/convert's `tiny_out`)."""
-    from convert.cli import main
-
-    os.environ.setdefault("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
-    out = tmp_path_factory.mktemp("validate_coreml") / "out"
-    assert main(["--model", str(tiny_dir), "--precision", "all", "--out", str(out)]) == 0
-    return out
+def validate_tiny_out(tiny_coreml) -> Path:
+    """The session's one tiny conversion in both precisions (tests/conftest.py)."""
+    return tiny_coreml
 
 
 @pytest.fixture(scope="session")
