@@ -7,7 +7,6 @@ feat_encoder reaches 2.2e-2 rel-L2 on random patches. test_report.py checks that
 gates flag these and nothing else.
 """
 import json
-import os
 from pathlib import Path
 
 import pytest
