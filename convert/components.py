@@ -1,4 +1,4 @@
-"""One conversion function per component: patched torch module -> FP16 Core ML ML Program.
+"""One conversion function per component: patched torch module -> FP16 (or FP32 reference) ML Program.
 
 Every component is captured with `torch.jit.trace` (see TRIALS.md, "capture method"): the six
 published components are functional (LM caches are inputs and outputs, written with a scatter),
@@ -44,9 +44,17 @@ def _coreml_input(spec: TensorSpec):
     shape = list(spec.shape)
     for axis, (lo, hi) in (spec.flexible or {}).items():
         shape[axis] = ct.RangeDim(lower_bound=lo, upper_bound=hi, default=spec.shape[axis])
-    # float inputs carry no dtype: with FLOAT16 compute precision on macOS14 they become fp16
-    dtype = np.int32 if spec.dtype == "int32" else None
-    return ct.TensorType(name=spec.name, shape=ct.Shape(shape), dtype=dtype)
+    return ct.TensorType(name=spec.name, shape=ct.Shape(shape), dtype=_np_dtype(spec))
+
+
+def _np_dtype(spec: TensorSpec):
+    # fp16 floats carry no dtype: with FLOAT16 compute precision on macOS14 they become fp16
+    return {"int32": np.int32, "fp32": np.float32}.get(spec.dtype)
+
+
+def is_fp32_build(iface: ComponentInterface) -> bool:
+    """The FP32 reference build: its interface declares fp32 floats (convert.interface, float_dtype)."""
+    return any(t.dtype == "fp32" for t in iface.inputs + iface.outputs)
 
 
 def _example(spec: TensorSpec, generator: torch.Generator, shape=None) -> torch.Tensor:
@@ -89,7 +97,11 @@ def fp32_subgraph_of(inputs: set[str]):
             memo[var.name] = all(only_from_inputs(v) for v in _op_inputs(var.op))
         return memo[var.name]
 
-    return lambda op: not all(only_from_inputs(v) for v in _op_inputs(op))
+    # weights stay fp16: the region ends at the first linear layer, whose input (sin/cos) is in [-1, 1]
+    return lambda op: op.op_type in WEIGHT_OPS or not all(only_from_inputs(v) for v in _op_inputs(op))
+
+
+WEIGHT_OPS = {"linear", "matmul", "conv", "conv_transpose"}
 
 
 def _op_inputs(op):
@@ -98,13 +110,18 @@ def _op_inputs(op):
 
 
 def to_coreml(traced, iface: ComponentInterface, fp32_from: set[str] | None = None):
-    """An FP16 ML Program for macOS14 with exactly the declared input/output names."""
+    """An FP16 ML Program for macOS14 with exactly the declared input/output names (FP32 compute
+    and I/O when the interface declares fp32 floats: the reference build, where `fp32_from` is moot)."""
     import coremltools as ct
 
-    precision = (ct.transform.FP16ComputePrecision(op_selector=fp32_subgraph_of(fp32_from)) if fp32_from
-                 else ct.precision.FLOAT16)
+    if is_fp32_build(iface):
+        precision = ct.precision.FLOAT32
+    elif fp32_from:
+        precision = ct.transform.FP16ComputePrecision(op_selector=fp32_subgraph_of(fp32_from))
+    else:
+        precision = ct.precision.FLOAT16
     return ct.convert(traced, inputs=[_coreml_input(s) for s in iface.inputs],
-                      outputs=[ct.TensorType(name=s.name) for s in iface.outputs],
+                      outputs=[ct.TensorType(name=s.name, dtype=_np_dtype(s)) for s in iface.outputs],
                       convert_to="mlprogram", minimum_deployment_target=ct.target.macOS14,
                       compute_precision=precision)
 
