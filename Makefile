@@ -22,7 +22,7 @@ help:
 	@echo "make fixture    build a random VoxCPM 1.5 checkpoint (FULL=1 for real sizes) in $(FIXTURE)"
 	@echo "make convert    MODEL=... PRECISION=fp16|int8|all OUT=..."
 	@echo "make validate   MODEL=... PRECISION=fp16|int8|all OUT=..."
-	@echo "make validate   ... VALIDATE_FLAGS='--steps 64 --localize'  (see python -m validate --help)"
+	@echo "make validate   ... VALIDATE_FLAGS='--no-e2e' (skip the ASR check), '--e2e-max-len 40', '--localize'; ASR_MODEL=<whisper .pt>"
 	@echo "make generate   TEXT=\"...\" WAV=out.wav [PROMPT=p.wav PROMPT_TEXT=\"...\" PRECISION=int8 OUT=... SEED= CFG=2.0 TIMESTEPS=10 STATS=s.json]"
 	@echo "make demo       offline: tiny checkpoint -> convert -> validate -> wav (build/demo)"
 	@echo "make check      MODEL=...: load a checkpoint strictly and describe it"
@@ -53,7 +53,7 @@ convert: setup
 	$(PY) -m convert --model $(MODEL) --precision $(PRECISION) --out $(OUT) $(if $(FORCE),--force,)
 
 validate: setup
-	$(PY) -m validate --model $(MODEL) --precision $(PRECISION) --out $(OUT) $(VALIDATE_FLAGS)
+	$(PY) -m validate --model $(MODEL) --precision $(PRECISION) --out $(OUT) --asr-model $(ASR_MODEL) $(VALIDATE_FLAGS)
 
 generate: setup
 	@test -n "$(TEXT)" -a -n "$(WAV)" || { echo 'error: give TEXT="..." and WAV=out.wav: see make help' >&2; exit 2; }

@@ -56,6 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name the first diverging op of every package (always done for failing ones)")
     p.add_argument("--report-dir", default=None, help="where to write the report (default OUT/validation)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    e2e = p.add_argument_group("end to end (ASR)")
+    e2e.add_argument("--e2e", action=argparse.BooleanOptionalAction, default=True,
+                     help="synthesize English and Chinese sentences (with and without a voice prompt) with the "
+                          "converted packages and the FP32 reference, transcribe them with Whisper and score "
+                          "WER/CER (default on)")
+    e2e.add_argument("--asr-model", default=None, help="Whisper model: base, a path to an openai-whisper .pt or "
+                                                       "a CTranslate2 directory (default $ASR_MODEL, else base)")
+    e2e.add_argument("--e2e-max-len", type=int, default=None, help="at most this many patches per sentence "
+                                                                   "(default: the model's own limit)")
+    e2e.add_argument("--e2e-gate", action=argparse.BooleanOptionalAction, default=None,
+                     help="let the ASR scores fail validation (default: yes, except on fixture checkpoints, "
+                          "whose random weights speak noise)")
+    e2e.add_argument("--e2e-max-wer", type=float, default=0.3, help="maximum English WER (default 0.3)")
+    e2e.add_argument("--e2e-cer-margin", type=float, default=0.1,
+                     help="maximum Chinese CER above the reference model's on the same sentence (default 0.1)")
     return p
 
 
@@ -82,6 +97,10 @@ def parse_settings(argv):
         raise UsageError(f"unknown backend {args.backend!r}: use auto, coreml or mil")
     if args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if args.e2e_max_len is not None and args.e2e_max_len < 1:
+        raise UsageError(f"--e2e-max-len must be at least 1, got {args.e2e_max_len}")
+    if args.e2e_max_wer < 0 or args.e2e_cer_margin < 0:
+        raise UsageError("--e2e-max-wer and --e2e-cer-margin must not be negative")
     explicit = args.components is not None
     components = tuple(c.strip() for c in (args.components or ",".join(COMPONENTS)).split(",") if c.strip())
     unknown = [c for c in components if c not in COMPONENTS]
@@ -98,7 +117,9 @@ def parse_settings(argv):
                     components=components, explicit_components=explicit, backend=args.backend, steps=args.steps,
                     gates=gates, localize=args.localize, decoder_lengths=_ints(args.decoder_lengths, "--decoder-lengths"),
                     revision=args.revision, progress=not args.no_progress,
-                    report_dir=Path(args.report_dir) if args.report_dir else None)
+                    report_dir=Path(args.report_dir) if args.report_dir else None,
+                    e2e=args.e2e, asr_model=args.asr_model, e2e_max_len=args.e2e_max_len, e2e_gate=args.e2e_gate,
+                    e2e_max_wer=args.e2e_max_wer, e2e_cer_margin=args.e2e_cer_margin)
 
 
 def _fail(message: str) -> int:
@@ -118,6 +139,11 @@ def summary(results: dict) -> str:
                  f"passed, {len(bad)} failed")
     for entry in results["localization"]:
         lines.append(f"localisation {entry['component']} {entry['precision']}: {entry['summary']}")
+    from .e2e import summary_lines
+
+    lines += summary_lines(results.get("e2e") or {})
+    if (results.get("e2e") or {}).get("status") == "error":
+        lines.append(results["e2e"]["error"])
     lines.append(f"backend {results['backend']}, {results['wall_seconds']:.1f} s")
     return "\n".join(lines)
 

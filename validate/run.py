@@ -40,6 +40,12 @@ class Settings:
     revision: str | None = None
     progress: bool = True
     report_dir: Path | None = None
+    e2e: bool = True                       # the end-to-end ASR check (validate/e2e.py)
+    asr_model: str | None = None           # None: $ASR_MODEL, else Whisper base
+    e2e_max_len: int | None = None         # cap on generated patches per sentence
+    e2e_gate: bool | None = None           # None: gate unless the checkpoint is a fixture
+    e2e_max_wer: float = 0.3
+    e2e_cer_margin: float = 0.1
 
 
 # ----------------------------------------------------------------------------- what is there
@@ -254,6 +260,10 @@ def validate(settings: Settings) -> dict:
     """Run everything; returns the results dict that report.write_report takes."""
     start = time.time()
     todo = check_out(settings)
+    if settings.e2e:  # fail before the long component run, not after it
+        from .e2e import check_asr
+
+        check_asr(settings.asr_model)
     run = Run(settings, todo)
     timings = {}
     for phase in ("prepare", "stateless", "rollouts", "structure"):
@@ -267,9 +277,25 @@ def validate(settings: Settings) -> dict:
     timings["localize"] = round(time.time() - began, 1)
     checks = run.recorder.checks
     passed = all(r["passed"] for r in rows) and all(c["passed"] for c in run.structural + checks)
+    failure = "" if passed else failure_message(rows, run.structural, checks, settings.gates)
+    e2e = None
+    if settings.e2e:
+        from .e2e import run_e2e
+
+        run.model = run.ref = None  # free the unpatched model first: e2e loads its own (patched) copy
+        gc.collect()
+        began = time.time()
+        e2e = run_e2e(settings.model, settings.out, settings.precisions, settings.backend,
+                      revision=settings.revision, asr=settings.asr_model, max_len=settings.e2e_max_len,
+                      gate=settings.e2e_gate, max_wer=settings.e2e_max_wer, cer_margin=settings.e2e_cer_margin,
+                      progress=settings.progress)
+        timings["e2e"] = round(time.time() - began, 1)
+        if not e2e["passed"]:
+            failure = "; ".join(x for x in (failure, e2e["failure"]) if x)
+        passed = passed and e2e["passed"]
     return {"model": str(settings.model), "out": str(settings.out), "backend": run.backend or settings.backend,
             "precisions": list(settings.precisions), "passed": passed,
-            "failure": "" if passed else failure_message(rows, run.structural, checks, settings.gates),
+            "failure": failure, "e2e": e2e or {"status": "skipped", "note": "--no-e2e"},
             "components": rows, "steps": series(run.recorder.records), "checks": checks,
             "structural": run.structural, "localization": run.localization, "gates": settings.gates.as_dict(),
             "inputs": run.notes, "versions": versions(), "wall_seconds": round(time.time() - start, 1), "phase_seconds": timings,

@@ -13,7 +13,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 TINY_GATES = HERE / "tiny_gates.json"
-FAST = ["--steps", "8", "--decoder-lengths", "4,37", "--no-progress"]
+FAST = ["--steps", "8", "--decoder-lengths", "4,37", "--no-progress", "--no-e2e"]
 
 
 @pytest.fixture(scope="session")
