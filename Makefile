@@ -20,7 +20,7 @@ help:
 	@echo "make setup      create .venv with the pinned environment (idempotent)"
 	@echo "make test       run the test suite on the tiny fixture"
 	@echo "make fixture    build a random VoxCPM 1.5 checkpoint (FULL=1 for real sizes) in $(FIXTURE)"
-	@echo "make convert    MODEL=... PRECISION=fp16|int8|all OUT=..."
+	@echo "make convert    MODEL=... PRECISION=fp16|int8|all|fp32 OUT=...   (fp32: reference build for parity checks, not for apps)"
 	@echo "make validate   MODEL=... PRECISION=fp16|int8|all OUT=..."
 	@echo "make validate   ... VALIDATE_FLAGS='--no-e2e' (skip the ASR check), '--e2e-max-len 40', '--localize'; ASR_MODEL=<whisper .pt>"
 	@echo "make generate   TEXT=\"...\" WAV=out.wav [PROMPT=p.wav PROMPT_TEXT=\"...\" PRECISION=int8 OUT=... SEED= CFG=2.0 TIMESTEPS=10 STATS=s.json]"

@@ -14,7 +14,8 @@ from pathlib import Path
 from .interface import COMPONENTS, ComponentInterface, TensorSpec, interfaces
 
 MACOS14_SPEC_VERSION = 8
-PRECISIONS = ("fp16", "int8")
+PRECISIONS = ("fp16", "int8", "fp32")
+FLOAT_DTYPE = {"fp16": "fp16", "int8": "fp16", "fp32": "fp32"}  # the declaration each is held to
 _DTYPES = {65552: "fp16", 65568: "fp32", 65600: "fp64", 131104: "int32"}
 
 
@@ -80,9 +81,9 @@ def check_out(out: Path) -> list[dict]:
     """One row per package found in OUT: component, precision, problems."""
     out = Path(out)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    declared = interfaces(manifest["source"]["config"], manifest["settings"]["max_context"])
     rows = []
     for precision in PRECISIONS:
+        declared = interfaces(manifest["source"]["config"], manifest["settings"]["max_context"], FLOAT_DTYPE[precision])
         for name in COMPONENTS:
             package = out / precision / f"{name}.mlpackage"
             if package.exists():
@@ -114,11 +115,12 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     manifest = json.loads((Path(args.out) / "manifest.json").read_text())
-    declared = interfaces(manifest["source"]["config"], manifest["settings"]["max_context"])
+    declared = {p: interfaces(manifest["source"]["config"], manifest["settings"]["max_context"], FLOAT_DTYPE[p])
+                for p in PRECISIONS}
     print(f"{'component':<18} {'precision':<9} {'spec':<6} interface")
     for row in rows:
         status = "OK" if not row["problems"] else "DIFF"
-        print(f"{row['component']:<18} {row['precision']:<9} {status:<6} {_summary(declared[row['component']])}")
+        print(f"{row['component']:<18} {row['precision']:<9} {status:<6} {_summary(declared[row['precision']][row['component']])}")
         for problem in row["problems"]:
             print(f"    - {problem}")
     bad = sum(bool(r["problems"]) for r in rows)

@@ -11,7 +11,7 @@ from .interface import COMPONENTS
 
 DEFAULT_MODEL = "openbmb/VoxCPM1.5"
 DEFAULT_OUT = "build/voxcpm-1.5-coreml"
-PRECISION_CHOICES = {"fp16": ("fp16",), "int8": ("int8",), "all": ("fp16", "int8")}
+PRECISION_CHOICES = {"fp16": ("fp16",), "int8": ("int8",), "all": ("fp16", "int8"), "fp32": ("fp32",)}
 
 
 class UsageError(Exception):
@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"Hugging Face id or checkpoint directory (default {DEFAULT_MODEL})")
     parser.add_argument("--revision", default=None, help="hub revision to pin (with a hub id)")
-    parser.add_argument("--precision", default="int8", help="fp16, int8 or all (default int8)")
+    parser.add_argument("--precision", default="int8",
+                        help="fp16, int8 or all (= fp16 and int8; default int8), or fp32: a reference build for "
+                             "parity checks (not for apps), FP32 compute and fp32 I/O, written to OUT/fp32/")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     parser.add_argument("--force", action="store_true", help="rebuild even the artifacts that are up to date")
     parser.add_argument("--components", default=",".join(COMPONENTS),
@@ -44,7 +46,7 @@ def parse_settings(argv):
 
     args = build_parser().parse_args(argv)
     if args.precision not in PRECISION_CHOICES:
-        raise UsageError(f"unknown precision {args.precision!r}: use fp16, int8 or all")
+        raise UsageError(f"unknown precision {args.precision!r}: use fp16, int8, all or fp32")
     components = tuple(c.strip() for c in args.components.split(",") if c.strip())
     unknown = [c for c in components if c not in COMPONENTS]
     if unknown or not components:

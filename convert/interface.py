@@ -11,11 +11,12 @@ the same declaration describes the real VoxCPM 1.5 and the tiny test fixture.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 MAX_CONTEXT = 512
 VAE_ENCODER_SECONDS = 5            # the encoder takes a fixed 5 s window (220 500 samples at 44.1 kHz)
 DECODER_FRAMES = (4, 2000)         # latent frames the decoder accepts (one patch .. ~80 s)
+FLOAT_DTYPES = ("fp16", "fp32")    # fp16: the published interface; fp32: the reference build
 CFG_BRANCHES = 2                   # LocDiT runs the conditional and unconditional branch as a batch of 2
 
 COMPONENTS = ("audio_vae_encoder", "audio_vae_decoder", "feat_encoder", "base_lm_step", "residual_lm_step",
@@ -29,7 +30,7 @@ class TensorSpec:
 
     name: str
     shape: tuple[int, ...]
-    dtype: str = "fp16"            # "fp16" or "int32"
+    dtype: str = "fp16"            # "fp16" or "int32" ("fp32" in the reference build)
     flexible: dict[int, tuple[int, int]] | None = None
 
     def as_dict(self) -> dict:
@@ -111,8 +112,13 @@ def _lm_step(name: str, s: ModelSizes, layers: int, max_context: int, hidden_out
                               extra={"layers": layers, "max_context": max_context})
 
 
-def interfaces(config: dict, max_context: int = MAX_CONTEXT) -> dict[str, ComponentInterface]:
-    """Every component's interface for the checkpoint whose config.json is `config`."""
+def interfaces(config: dict, max_context: int = MAX_CONTEXT, float_dtype: str = "fp16") -> dict[str, ComponentInterface]:
+    """Every component's interface for the checkpoint whose config.json is `config`.
+
+    `float_dtype="fp32"` describes the FP32 reference build (`--precision fp32`): every float input
+    and output is fp32; names, shapes and ranges are the published (fp16) interface's."""
+    if float_dtype not in FLOAT_DTYPES:
+        raise ValueError(f"unknown float dtype {float_dtype!r}: use fp16 or fp32")
     s = model_sizes(config)
     window = VAE_ENCODER_SECONDS * s.sample_rate
     lo, hi = DECODER_FRAMES
@@ -136,7 +142,14 @@ def interfaces(config: dict, max_context: int = MAX_CONTEXT) -> dict[str, Compon
                            (TensorSpec("velocity", patch),),
                            notes="batch 2 = conditional and unconditional (CFG) branch"),
     ]
+    if float_dtype != "fp16":
+        specs = [_with_float_dtype(spec, float_dtype) for spec in specs]
     return {spec.name: spec for spec in specs}
+
+
+def _with_float_dtype(iface: ComponentInterface, dtype: str) -> ComponentInterface:
+    retype = lambda specs: tuple(replace(t, dtype=dtype) if t.dtype == "fp16" else t for t in specs)  # noqa: E731
+    return replace(iface, inputs=retype(iface.inputs), outputs=retype(iface.outputs))
 
 
 # ----------------------------------------------------------------------------- generation settings

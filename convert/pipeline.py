@@ -1,9 +1,10 @@
-"""The whole conversion: checkpoint -> OUT/{fp16,int8}/*.mlpackage, constants, manifest.
+"""The whole conversion: checkpoint -> OUT/{fp16,int8,fp32}/*.mlpackage, constants, manifest.
 
 Memory: the model is loaded once (3.2 GB fp32 at full size) only if something must be built;
 components are converted one at a time, smallest first, and each part of the model is dropped
 as soon as no later component reads it. INT8 packages are quantized from the saved fp16
-package, after the torch module and the fp16 program are freed.
+package, after the torch module and the fp16 program are freed. FP32 packages (a reference build
+for parity checks, only on request) are converted from the same trace with FLOAT32 compute.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .artifacts import recover, remove, tree_sha256, tree_size, write_atomically
 from .interface import COMPONENTS, MAX_CONTEXT, interfaces
 from .manifest import Manifest, inputs_key, toolkit_info, weights_sha256
 
-PRECISIONS = ("fp16", "int8")
+PRECISIONS = ("fp16", "int8", "fp32")
 CONSTANTS = "constants"
 COMPILE_SKIPPED = "compile skipped: needs macOS"
 
@@ -77,7 +78,7 @@ def prepare_out(out: Path) -> Path:
     except OSError as exc:
         raise ConvertError(f"cannot write to {out} ({exc.strerror or exc}): "
                            f"choose a writable --out or fix its permissions") from None
-    for sub in (out, out / "fp16", out / "int8"):
+    for sub in (out, *(out / p for p in PRECISIONS)):
         recover(sub)
     return out
 
@@ -210,6 +211,27 @@ def _progress(component: str, stages: int):
                 bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]")
 
 
+def convert_fp32(context: Context, component: str, iface) -> None:
+    """The FP32 reference package: the same trace, FLOAT32 compute, fp32 I/O (`iface` declares it)."""
+    from .components import CONVERTERS
+
+    bar = _progress(component, 2)
+    try:
+        start = time.time()
+        bar.set_postfix_str("trace + convert fp32")
+        mlmodel = CONVERTERS[component](load_model(context), iface)
+        bar.update()
+        bar.set_postfix_str("save fp32")
+        final = _save(mlmodel, artifact_path(context.settings.out, component, "fp32"), component, "fp32")
+        del mlmodel
+        gc.collect()
+        bar.update()
+        _record(context, component, "fp32", final, context.key(component, "fp32"), time.time() - start)
+        bar.set_postfix_str("done")
+    finally:
+        bar.close()
+
+
 def convert_component(context: Context, component: str, todo: list[str], iface) -> None:
     """Build the fp16 program (or reuse the current fp16 package) and the requested precisions."""
     from .components import CONVERTERS
@@ -219,8 +241,8 @@ def convert_component(context: Context, component: str, todo: list[str], iface) 
     fp16_final = artifact_path(out, component, "fp16")
     work = out / f".work-{os.getpid()}"
     # int8 alone still needs an fp16 program: the current fp16 package if there is one
-    build_fp16 = "fp16" in todo or not is_current(context, f"fp16/{component}", context.key(component, "fp16"),
-                                                  [fp16_final])
+    build_fp16 = "fp16" in todo or ("int8" in todo and not is_current(
+        context, f"fp16/{component}", context.key(component, "fp16"), [fp16_final]))
     bar = _progress(component, 2 * build_fp16 + 2 * ("int8" in todo))
     try:
         source = fp16_final
@@ -289,12 +311,16 @@ def run(settings: Settings) -> list[Row]:
     if todo:
         quiet_coremltools()
         declared = interfaces(context.raw_config, settings.max_context)
+        declared32 = interfaces(context.raw_config, settings.max_context, float_dtype="fp32")
         model = load_model(context)
         model.base_lm.embed_tokens = None  # in constants already; the LM step takes embeddings as input
         remaining = [c for c in ORDER if c in todo]
         while remaining:
             component = remaining.pop(0)
-            convert_component(context, component, todo[component], declared[component])
+            if "fp32" in todo[component]:
+                convert_fp32(context, component, declared32[component])
+            if set(todo[component]) - {"fp32"}:
+                convert_component(context, component, todo[component], declared[component])
             drop_parts(model, component, remaining)
             gc.collect()
     context.model = None

@@ -1,6 +1,6 @@
 """The converted artifacts `python -m convert` writes, found, checked and opened through `runtime`.
 
-OUT/{fp16,int8}/<component>.mlpackage (and .mlmodelc beside it on macOS), OUT/constants/
+OUT/{fp16,int8,fp32}/<component>.mlpackage (and .mlmodelc beside it on macOS), OUT/constants/
 (config.json + float32 .npy) or OUT/constants_bin/ (raw fp16 .bin + the tokenizer files).
 Everything is checked before any model runs, so a bad directory fails in a second, not after
 a prompt was encoded. Packages are loaded on first use: no prompt, no VAE encoder.
@@ -21,7 +21,7 @@ COMPONENTS = ("audio_vae_encoder", "audio_vae_decoder", "feat_encoder", "base_lm
               "locdit_step")
 ARRAYS = ("embed_tokens", "enc_to_lm_proj_w", "enc_to_lm_proj_b", "lm_to_dit_proj_w", "lm_to_dit_proj_b",
           "res_to_dit_proj_w", "res_to_dit_proj_b")
-PRECISIONS = ("fp16", "int8")
+PRECISIONS = ("fp16", "int8", "fp32")  # fp32: the reference build, for parity checks
 BACKENDS = ("auto", "coreml", "mil")
 CONVERT_HINT = "python -m convert --precision {precision} --out {out}"
 
@@ -95,7 +95,7 @@ def resolve_backend(backend: str) -> str:
 def package_paths(out: Path, precision: str, backend: str) -> dict[str, Path]:
     """component -> the package (or, for Core ML, the compiled model when convert made one)."""
     if precision not in PRECISIONS:
-        raise GenerationError(f"unknown precision {precision!r}: use fp16 or int8")
+        raise GenerationError(f"unknown precision {precision!r}: use fp16, int8 or fp32")
     paths = {}
     for component in COMPONENTS:
         package = out / precision / f"{component}.mlpackage"

@@ -61,6 +61,13 @@ def tiny_never_stop_coreml(tiny_never_stop_dir, tmp_path_factory) -> Path:
     return convert_checkpoint(tiny_never_stop_dir, tmp_path_factory.mktemp("never_coreml") / "out", "fp16")
 
 
+@pytest.fixture(scope="session")
+def tiny_never_stop_fp32(tiny_never_stop_coreml, tiny_never_stop_dir) -> Path:
+    """The FP32 reference build (`--precision fp32`) of `tiny_never_stop_dir`, added to the same OUT
+    (OUT/fp32 beside the untouched OUT/fp16), for the generator parity checks at 1e-3."""
+    return convert_checkpoint(tiny_never_stop_dir, tiny_never_stop_coreml, "fp32")
+
+
 @pytest.fixture
 def fresh_model(tiny_dir):
     """A new unpatched FP32 model (patching is in place, so tests that patch get their own)."""

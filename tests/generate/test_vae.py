@@ -8,7 +8,7 @@ from generate.vae import decode_latent, decoder_context_frames, encode_audio, en
 from .conftest import rel_l2
 
 HOP, WINDOW = 1764, 125
-FP16_WEIGHTS_TOLERANCE = 3e-3  # the brief asks 1e-3; fp16-stored weights alone give 1.4e-3 here (TRIALS.md)
+FP32_BUILD_TOLERANCE = 1e-3  # the fp32 reference build; the fp16 packages' stored weights alone give 1.4e-3 (TRIALS.md)
 ENCODER_RATES, DECODER_RATES = [2, 3, 6, 7, 7], [7, 7, 6, 3, 2]
 
 
@@ -100,12 +100,12 @@ def test_chunked_decoding_equals_whole(vae):
     assert ours.shape == whole.shape and rel_l2(ours, whole) <= 1e-5
 
 
-def test_coreml_prompt_encoding_matches_reference(never_out, ref_never, prompt7_wav):
-    """The audio_vae_encoder package (fp32 interpreter), 5 s window by window, against the reference's
-    whole-signal torch encoding of a 7 s prompt."""
+def test_coreml_prompt_encoding_matches_reference(tiny_never_stop_fp32, ref_never, prompt7_wav):
+    """The fp32 reference build's audio_vae_encoder package (fp32 interpreter), 5 s window by window,
+    against the reference's whole-signal torch encoding of a 7 s prompt."""
     from generate import Synthesizer
 
-    synth = Synthesizer(never_out, precision="fp16", backend="mil", interpreter_precision="fp32")
+    synth = Synthesizer(tiny_never_stop_fp32, precision="fp32", backend="mil", interpreter_precision="fp32")
     audio = synth.load_prompt_audio(prompt7_wav)
     assert np.array_equal(audio, ref_never.load_prompt_audio(prompt7_wav))
     ours = synth.encode_prompt(audio)
@@ -113,6 +113,6 @@ def test_coreml_prompt_encoding_matches_reference(never_out, ref_never, prompt7_
     error = rel_l2(ours, want)
     print(f"prompt latents (7 s, {want.shape[0]} patches, {synth.models.calls['audio_vae_encoder']} windows): "
           f"rel-L2 {error:.2e}")
-    # 1.4e-3: the package's fp16 weights (the fp32 interpreter mode keeps values, not weights, in fp32);
-    # windowing itself adds nothing (test_windowed_encoding_equals_whole_signal: <= 1e-5)
-    assert synth.models.calls["audio_vae_encoder"] == 2 and error <= FP16_WEIGHTS_TOLERANCE
+    # fp32 weights and compute: what is left is the conversion itself; windowing adds nothing
+    # (test_windowed_encoding_equals_whole_signal: <= 1e-5)
+    assert synth.models.calls["audio_vae_encoder"] == 2 and error <= FP32_BUILD_TOLERANCE
