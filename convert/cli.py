@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from runtime.cli import OneLineParser, UsageError
+
 from .interface import COMPONENTS
 
 DEFAULT_MODEL = "openbmb/VoxCPM1.5"
@@ -14,17 +16,8 @@ DEFAULT_OUT = "build/voxcpm-1.5-coreml"
 PRECISION_CHOICES = {"fp16": ("fp16",), "int8": ("int8",), "all": ("fp16", "int8"), "fp32": ("fp32",)}
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, like every other expected failure
-        raise UsageError(f"{message}: see python -m convert --help")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m convert",
+    parser = OneLineParser(prog="python -m convert",
                      description="Convert VoxCPM 1.5 to Core ML ML Programs (macOS14, fp16 compute) and write "
                                  "OUT/{fp16,int8}/<component>.mlpackage, OUT/constants/, OUT/constants_bin/ and "
                                  "OUT/manifest.json. Components whose inputs are unchanged are skipped.")

@@ -10,20 +10,13 @@ import os
 import sys
 from pathlib import Path
 
+from runtime.cli import OneLineParser, UsageError
+
 DEFAULT_ARTIFACTS = "build/voxcpm-1.5-coreml"
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, like every other expected failure
-        raise UsageError(f"{message}: see python -m generate --help")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m generate",
+    p = OneLineParser(prog="python -m generate",
                 description="Text to 44.1 kHz speech with the Core ML packages of VoxCPM 1.5 (no torch). "
                             "Give --prompt and --prompt-text together to clone a voice.")
     p.add_argument("--text", required=True, help="what to say (English or Chinese)")

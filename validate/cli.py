@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from runtime.cli import OneLineParser, UsageError
+
 from .gates import DEFAULTS, DEFAULT_STOP_MARGIN
 
 DEFAULT_MODEL = "openbmb/VoxCPM1.5"
@@ -14,19 +16,10 @@ DEFAULT_OUT = "build/voxcpm-1.5-coreml"
 PRECISION_CHOICES = {"fp16": ("fp16",), "int8": ("int8",), "all": ("fp16", "int8")}
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, like every other expected failure
-        raise UsageError(f"{message}: see python -m validate --help")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .inputs import DECODER_LENGTHS
 
-    p = _Parser(prog="python -m validate",
+    p = OneLineParser(prog="python -m validate",
                 description="Run every converted component (OUT/{fp16,int8}/<component>.mlpackage) and the "
                             "unpatched voxcpm model in FP32 on the same inputs, compare every output (and every "
                             "LM cache, step by step), check the programs' structure, and write "
