@@ -11,3 +11,15 @@ def max_rel_error(actual, expected) -> float:
     a, e = as_numpy(actual).astype(np.float64), as_numpy(expected).astype(np.float64)
     assert a.shape == e.shape, (a.shape, e.shape)
     return float(np.abs(a - e).max() / max(np.abs(e).max(), 1e-12))
+
+
+def write_stereo_prompt(path, seconds: float, rate: int = 48000):
+    """A stereo 'speech-like' prompt (modulated tones + a little noise) at a rate not the model's."""
+    import soundfile as sf
+
+    t = np.arange(int(rate * seconds)) / rate
+    rng = np.random.default_rng(0)
+    left = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.standard_normal(t.size)
+    right = 0.2 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(t.size)
+    sf.write(path, np.stack([left, right], axis=1).astype(np.float32), rate)
+    return path

@@ -3,7 +3,8 @@ reference pipelines to compare with."""
 
 import numpy as np
 import pytest
-import soundfile as sf
+
+from tests.helpers import write_stereo_prompt
 
 PROMPT_TEXT = "This is the prompt transcript."
 
@@ -22,14 +23,7 @@ def stop_out(tiny_coreml):
 @pytest.fixture(scope="session")
 def prompt7_wav(tmp_path_factory):
     """7 s of stereo 48 kHz 'speech-like' audio: two 5 s encoder windows, not the model rate, not whole patches."""
-    rate, seconds = 48000, 7.0
-    t = np.arange(int(rate * seconds)) / rate
-    rng = np.random.default_rng(0)
-    left = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.standard_normal(t.size)
-    right = 0.2 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(t.size)
-    path = tmp_path_factory.mktemp("prompt") / "prompt7.wav"
-    sf.write(path, np.stack([left, right], axis=1).astype(np.float32), rate)
-    return path
+    return write_stereo_prompt(tmp_path_factory.mktemp("prompt") / "prompt7.wav", 7.0)
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,11 @@
 """The FP32 reference pipeline reproduces voxcpm 2.0.3's own generation, seed for seed."""
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from patches.loading import load_voxcpm
 from patches.reference import GenerationError, ReferencePipeline, sway_timesteps
-from tests.helpers import max_rel_error
+from tests.helpers import max_rel_error, write_stereo_prompt
 
 ENGLISH = "Hello, this is a test."
 CHINESE = "你好，这是一个语音克隆系统的测试。"
@@ -16,14 +15,7 @@ PROMPT_TEXT = "This is the prompt transcript."
 @pytest.fixture(scope="module")
 def prompt_wav(tmp_path_factory):
     """3.3 s of stereo 48 kHz 'speech-like' audio: not a multiple of a patch, not the model rate."""
-    rate, seconds = 48000, 3.3
-    t = np.arange(int(rate * seconds)) / rate
-    rng = np.random.default_rng(0)
-    left = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.standard_normal(t.size)
-    right = 0.2 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(t.size)
-    path = tmp_path_factory.mktemp("prompt") / "prompt.wav"
-    sf.write(path, np.stack([left, right], axis=1).astype(np.float32), rate)
-    return path
+    return write_stereo_prompt(tmp_path_factory.mktemp("prompt") / "prompt.wav", 3.3)
 
 
 @pytest.fixture(scope="module")
