@@ -1,10 +1,9 @@
 """One tiny-fixture conversion (fp16 and int8) and one validation run per test session.
 
-tiny_gates.json loosens the default gates for two known cases on the tiny fixture only
-(TRIALS.md, 2026-11-26): the current conversion computes locdit_step's sinusoidal time
-embedding in fp16 (~5 % error in the embedding, ~1.3e-2 rel-L2 in the velocity), and the int8
-feat_encoder reaches 2.2e-2 rel-L2 on random patches. test_report.py checks that the default
-gates flag these and nothing else.
+tiny_gates.json loosens the default gates for two int8 cases on the tiny fixture only (random
+weights of small width quantize worse): locdit_step (2.6e-2 rel-L2) and feat_encoder (2.2e-2).
+Since LocDiT's timestep embedding is kept in fp32 (TRIALS.md), its fp16 velocity passes the default
+gate (4.5e-3). test_report.py checks that the default gates flag these and nothing else.
 """
 import json
 from pathlib import Path
