@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from runtime.cli import OneLineParser, UsageError
+from runtime.cli import OneLineParser, UsageError, fail
 
 from .interface import COMPONENTS
 
@@ -48,17 +48,12 @@ def parse_settings(argv):
                     components=components, revision=args.revision, force=args.force)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
 def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         settings = parse_settings(argv)
     except UsageError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     from patches.loading import CheckpointError
 
     from .pipeline import ConvertError, run, summary
@@ -67,10 +62,10 @@ def main(argv=None) -> int:
     try:
         rows = run(settings)
     except (ConvertError, CheckpointError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
-        return _fail(f"cannot write{where} ({exc.strerror or exc}): free disk space or choose another --out; "
+        return fail(f"cannot write{where} ({exc.strerror or exc}): free disk space or choose another --out; "
                      f"earlier artifacts are intact")
     except KeyboardInterrupt:
         print("error: interrupted: earlier artifacts are intact; run again to finish", file=sys.stderr)

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from runtime.cli import OneLineParser, UsageError
+from runtime.cli import OneLineParser, UsageError, fail
 
 DEFAULT_ARTIFACTS = "build/voxcpm-1.5-coreml"
 
@@ -41,11 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
 def _synthesize(args) -> dict:
     from .audio import check_output_path, write_wav
     from .pipeline import Synthesizer
@@ -74,16 +69,16 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     from .errors import GenerationError
 
     try:
         _synthesize(args)
     except GenerationError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
-        return _fail(f"cannot write{where} ({exc.strerror or exc}): free disk space or choose another path")
+        return fail(f"cannot write{where} ({exc.strerror or exc}): free disk space or choose another path")
     except KeyboardInterrupt:
         print("error: interrupted: nothing was written", file=sys.stderr)
         return 130

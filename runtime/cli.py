@@ -13,3 +13,11 @@ class UsageError(Exception):
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{message}: see {self.prog} --help")
+
+
+def fail(message: str) -> int:
+    """Print the one-line error and return the exit status for expected failures."""
+    import sys
+
+    print(f"error: {message}", file=sys.stderr)
+    return 2

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from runtime.cli import OneLineParser, UsageError
+from runtime.cli import OneLineParser, UsageError, fail
 
 from .gates import DEFAULTS, DEFAULT_STOP_MARGIN
 
@@ -115,11 +115,6 @@ def parse_settings(argv):
                     e2e_max_wer=args.e2e_max_wer, e2e_cer_margin=args.e2e_cer_margin)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
 def summary(results: dict) -> str:
     lines = [f"{'component':<18} {'precision':<9} {'output':<30} {'corr(min)':>10} {'rel-L2(max)':>11} "
              f"{'max-abs':>9}  pass", "-" * 98]
@@ -146,7 +141,7 @@ def main(argv=None) -> int:
     try:
         settings = parse_settings(argv)
     except UsageError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     from patches.loading import CheckpointError
     from runtime.errors import BackendUnavailableError
 
@@ -157,7 +152,7 @@ def main(argv=None) -> int:
     try:
         results = validate(settings)
     except (ValidateError, CheckpointError, BackendUnavailableError) as exc:
-        return _fail(str(exc).splitlines()[0])
+        return fail(str(exc).splitlines()[0])
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -166,7 +161,7 @@ def main(argv=None) -> int:
     try:
         write_report(directory, results)
     except OSError as exc:
-        return _fail(f"cannot write the report to {directory} ({exc.strerror or exc}): choose --report-dir")
+        return fail(f"cannot write the report to {directory} ({exc.strerror or exc}): choose --report-dir")
     print(summary(results))
     print(f"report: {directory}/report.md")
     if not results["passed"]:
