@@ -50,7 +50,7 @@ fixture: setup
 	$(PY) -m patches.fixture --out $(FIXTURE) $(if $(FULL),--full,) $(if $(STOP_MODE),--stop-mode $(STOP_MODE),)
 
 convert: setup
-	$(PY) -m convert --model $(MODEL) --precision $(PRECISION) --out $(OUT) $(if $(FORCE),--force,)
+	$(PY) -m convert --model $(MODEL) --precision $(PRECISION) --out $(OUT) $(if $(FORCE),--force,) $(if $(REVISION),--revision $(REVISION),)
 
 validate: setup
 	$(PY) -m validate --model $(MODEL) --precision $(PRECISION) --out $(OUT) --asr-model $(ASR_MODEL) $(VALIDATE_FLAGS)
