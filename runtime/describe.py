@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import fp16
 from .errors import InputError
 
 # ArrayFeatureType.ArrayDataType values (FeatureTypes.proto)
@@ -93,12 +94,13 @@ def default_function(spec):
     return None
 
 
-def check_inputs(inputs, descs):
+def check_inputs(inputs, descs, cast=True):
     """Validate and normalise the caller's inputs; returns name -> ndarray.
 
     Float inputs are cast to the declared float type (fp32 given for an
     fp16 input is accepted, as Core ML does); integer inputs must be
-    integers, and are cast to the declared integer type.
+    integers, and are cast to the declared integer type. ``cast=False``
+    only validates (for a backend that makes its own copies anyway).
     """
     if not isinstance(inputs, dict):
         raise InputError(f"inputs must be a dict name -> array, got {type(inputs).__name__}")
@@ -109,17 +111,17 @@ def check_inputs(inputs, descs):
     missing = [n for n in by_name if n not in inputs]
     if missing:
         raise InputError(f"missing input(s) {missing}; expected {[by_name[n].expected() for n in missing]}")
-    return {name: _check_one(np.asarray(inputs[name]), by_name[name]) for name in by_name}
+    return {name: _check_one(np.asarray(inputs[name]), by_name[name], cast) for name in by_name}
 
 
-def _check_one(arr, desc):
+def _check_one(arr, desc, cast):
     want = np.dtype(desc.dtype)
     if want.kind == "f" and arr.dtype.kind not in "f":
         raise InputError(f"input {desc.name!r}: expected a float array ({want.name}), got {arr.dtype.name}")
     if want.kind in "iu" and arr.dtype.kind not in "iub":
         raise InputError(f"input {desc.name!r}: expected an integer array ({want.name}), got {arr.dtype.name}")
     _check_shape(arr.shape, desc)
-    return arr.astype(want, copy=False)
+    return fp16.cast(arr, want) if cast else arr
 
 
 def _check_shape(shape, desc):

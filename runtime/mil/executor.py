@@ -9,21 +9,17 @@ import numpy as np
 from coremltools.converters.mil.mil import types
 
 from .. import errors
-from . import constants, kernels  # noqa: F401  (kernels registers everything)
+from ..fp16 import cast, round_to_fp16 as round_fp16
+from . import constants, fuse, kernels  # noqa: F401  (kernels registers everything)
 from .registry import get as get_kernel
-
-try:
-    import torch as _torch
-except ImportError:  # pragma: no cover - torch is optional for the interpreter
-    _torch = None
 
 CONST, ENV, LIST, SCOPE = 0, 1, 2, 3
 
 # kernels whose "data" input may be written in place when it dies there
 _IN_PLACE = {"scatter": "data", "scatter_along_axis": "data", "scatter_nd": "data", "slice_update": "x"}
-# producers whose outputs are arrays nobody else references
 # ops that only move/select values: an output built from already-rounded fp16
-# values is itself exact in fp16, so rounding it again would only cost time
+# values is itself exact in fp16, so rounding it again would only cost time.
+# Liveness also treats their outputs as possible views of their inputs.
 _EXACT = {"reshape", "reshape_like", "transpose", "squeeze", "expand_dims", "flatten2d", "slice_by_index",
           "slice_by_size", "concat", "stack", "split", "tile", "reverse", "gather", "gather_along_axis",
           "gather_nd", "identity", "select", "pad", "band_part", "maximum", "minimum", "relu", "abs",
@@ -31,6 +27,7 @@ _EXACT = {"reshape", "reshape_like", "transpose", "squeeze", "expand_dims", "fla
           "reduce_max", "reduce_min"}
 _EXACT_IF_UPDATE = {"scatter", "scatter_along_axis", "scatter_nd", "slice_update"}
 
+# producers whose outputs are arrays nobody else references
 _FRESH = {"scatter", "scatter_along_axis", "scatter_nd", "slice_update", "concat", "add", "sub", "mul",
           "real_div", "select", "tile", "pad", "linear", "matmul", "fill", "fill_like"}
 
@@ -62,21 +59,6 @@ def _np_dtype(var):
     return np.dtype(types.nptype_from_builtin(t))
 
 
-def round_fp16(v):
-    """Round to the nearest fp16 value, kept as fp32 (torch's cast is ~5x numpy's)."""
-    v = np.asarray(v, dtype=np.float32)
-    if _torch is not None and v.size >= 4096:
-        if not v.flags.writeable or not v.flags.c_contiguous:
-            v = np.ascontiguousarray(v).copy() if not v.flags.writeable else np.ascontiguousarray(v)
-        return _torch.from_numpy(v).half().float().numpy()
-    return v.astype(np.float16).astype(np.float32)
-
-
-def _tensor_inputs(op):
-    for v in op.inputs.values():
-        yield from (v if isinstance(v, (list, tuple)) else [v])
-
-
 def _exact_op(op):
     if op.op_type in _EXACT:
         return True
@@ -96,7 +78,7 @@ def _finalizer(dtype, fp16, exact=False):
         if fp16 and not exact:
             return round_fp16
         return lambda v: np.asarray(v, dtype=np.float32)
-    return lambda v: np.asarray(v).astype(dtype, copy=False)
+    return lambda v: cast(v, dtype)
 
 
 class Plan:
@@ -105,7 +87,8 @@ class Plan:
     def __init__(self, block, opset, fp16, function_name, constants_cache=None, outer_consts=None):
         self.fp16, self.opset, self.function_name = fp16, opset, function_name
         self.consts = dict(outer_consts or {})
-        self.steps = []
+        self.steps = []  # what run() executes: fused where fuse.py found a pattern
+        self._unfused_steps = []  # one step per op, for traces
         self.input_names = [v.name for v in block.inputs.values()] if isinstance(block.inputs, dict) else [v.name for v in block.inputs]
         self.output_names = [v.name for v in block.outputs]
         self._compile(block, constants_cache if constants_cache is not None else {})
@@ -120,25 +103,46 @@ class Plan:
                     vals = cache[id(op)] = constants.materialise(op)
                 for var, val in zip(op.outputs, vals):
                     self.consts[var.name] = val
+        # A fused kernel reads its inputs at the position of its last op. They stay live (and
+        # unwritten) until then because the ops it replaces only move values, and a value lives
+        # as long as anything moved out of it does (see _last_uses).
+        fusions = fuse.find(ops, block.outputs)
+        fused_at = {id(f.at): f for f in fusions}
+        folded = {id(op) for f in fusions for op in f.ops}
         last_use = self._last_uses(ops)
-        position = 0
         for i, op in enumerate(ops):
             if constants.is_constant_op(op):
                 continue
-            position += 1
-            kern = get_kernel(op.op_type)
-            if kern is None:
-                raise errors.UnsupportedOpError(op.op_type, op.outputs[0].name if op.outputs else op.name, i, self.function_name)
-            info = OpInfo(op, i, self.opset)
-            args = [(p, *self._ref(v)) for p, v in op.inputs.items()]
-            if op.blocks:  # control flow reads the enclosing scope
-                args.append(("__env__", SCOPE, None))
-            exact = _exact_op(op)
-            outs = [(v.name, _finalizer(dt, self.fp16, exact)) for v, dt in zip(op.outputs, info.out_dtypes)]
-            info.in_place = self._may_write_in_place(op, i, last_use)
-            if op.blocks:
-                info.blocks = [Plan(b, self.opset, self.fp16, self.function_name, cache, self.consts) for b in op.blocks]
-            self.steps.append(Step(kern, info, args, outs))
+            step = self._step(op, i, last_use, cache)
+            self._unfused_steps.append(step)
+            if id(op) in fused_at:
+                self.steps.append(self._fused_step(fused_at[id(op)], i))
+            elif id(op) not in folded:
+                self.steps.append(step)
+
+    def _step(self, op, i, last_use, cache):
+        kern = get_kernel(op.op_type)
+        if kern is None:
+            raise errors.UnsupportedOpError(op.op_type, op.outputs[0].name if op.outputs else op.name, i, self.function_name)
+        info = OpInfo(op, i, self.opset)
+        args = [(p, *self._ref(v)) for p, v in op.inputs.items()]
+        if op.blocks:  # control flow reads the enclosing scope
+            args.append(("__env__", SCOPE, None))
+        exact = _exact_op(op)
+        outs = [(v.name, _finalizer(dt, self.fp16, exact)) for v, dt in zip(op.outputs, info.out_dtypes)]
+        info.in_place = self._may_write_in_place(op, i, last_use)
+        if op.blocks:
+            info.blocks = [Plan(b, self.opset, self.fp16, self.function_name, cache, self.consts) for b in op.blocks]
+        return Step(kern, info, args, outs)
+
+    def _fused_step(self, fusion, i):
+        info = OpInfo(fusion.at, i, self.opset)
+        info.op_type = f"{fusion.label} ({'+'.join(op.op_type for op in fusion.ops)})"
+        exact = fusion.label == "repeat_interleave"  # a copy of rounded values needs no rounding
+        outs = [(fusion.output.name, _finalizer(info.out_dtypes[0], self.fp16, exact))]
+        args = [(p, *self._ref(v)) for p, v in fusion.inputs.items()]
+        kernel = fusion.kernel
+        return Step(lambda a, _: kernel(a), info, args, outs)
 
     def _ref(self, v):
         if isinstance(v, (list, tuple)):
@@ -167,7 +171,7 @@ class Plan:
         for op in reversed(ops):
             if op.op_type in _EXACT or op.op_type == "identity":
                 alias_end = max((last.get(v.name, -1) for v in op.outputs), default=-1)
-                for x in _tensor_inputs(op):
+                for x in fuse.input_vars(op):
                     last[x.name] = max(last.get(x.name, -1), alias_end)
         return last
 
@@ -219,7 +223,7 @@ class Plan:
     def _steps_without_in_place(self):
         if self._traced_steps is None:
             self._traced_steps = []
-            for s in self.steps:
+            for s in self._unfused_steps:
                 if s.info.in_place:
                     info = OpInfo.__new__(OpInfo)
                     for k in OpInfo.__slots__:

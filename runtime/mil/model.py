@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from .. import describe as _describe
+from .. import describe as _describe, fp16
 from . import loader
 from .executor import Plan
 from .state import MilState, StateSlot
@@ -70,7 +70,7 @@ class MilModel:
 
     def predict(self, inputs, state=None, return_intermediates=False):
         """Run the function; returns name -> array (and the intermediates)."""
-        env = self._prepare(_describe.check_inputs(inputs, self.inputs))
+        env = self._prepare(_describe.check_inputs(inputs, self.inputs, cast=False))
         if self.states:
             if state is None:
                 raise ValueError("this model has states: pass state=model.new_state()")
@@ -87,14 +87,14 @@ class MilModel:
     def _prepare(self, checked):
         """Private compute-form copies of the inputs (the executor may write into them)."""
         env = {}
-        fp16 = self.precision == "fp16"
         for d in self.inputs:
             v = checked[d.name]
-            if np.dtype(d.dtype) == np.float16:
-                v = v.astype(np.float16).astype(np.float32) if fp16 else np.array(v, np.float32)
+            if np.dtype(d.dtype) != np.float16:
+                env[d.name] = np.array(v, dtype=d.dtype)
+            elif self.precision == "fp16":
+                env[d.name] = fp16.round_to_fp16(v)  # always a new array
             else:
-                v = np.array(v, dtype=d.dtype)
-            env[d.name] = v
+                env[d.name] = fp16.cast(v, np.float32) if v.dtype != np.float32 else v.copy()
         return env
 
     def _output(self, v, desc):
@@ -102,4 +102,5 @@ class MilModel:
         if want == np.float16 and self.precision == "fp32":
             want = np.dtype(np.float32)  # fp32 mode never rounds, not even at the end
         # always a private copy: outputs must not alias states or caches
-        return np.array(v, dtype=want)
+        out = fp16.cast(v, want) if want is not None else v
+        return np.array(out) if np.may_share_memory(out, v) else out

@@ -1,6 +1,8 @@
 """State object of the MIL interpreter (the counterpart of Core ML's MLState)."""
 import numpy as np
 
+from .. import fp16
+
 
 class MilState:
     """Named arrays that persist across ``predict(..., state=s)`` calls.
@@ -25,7 +27,7 @@ class MilState:
         desc = self._desc(name)
         v = self._values[name]
         if np.dtype(desc.dtype) == np.float16 and self._fp16:
-            return v.astype(np.float16)
+            return fp16.cast(v, np.float16)
         return v.copy()
 
     def write(self, name, value):
@@ -40,7 +42,7 @@ class MilState:
         if np.dtype(desc.dtype).kind != "f":
             return np.array(value, dtype=desc.dtype)
         if np.dtype(desc.dtype) == np.float16 and self._fp16:
-            return np.asarray(value).astype(np.float16).astype(np.float32)
+            return fp16.round_to_fp16(value)
         return np.array(value, dtype=np.float32)
 
     __getitem__ = read

@@ -1,0 +1,44 @@
+"""runtime.fp16: the fast casts give numpy's results bit for bit, whatever the array's layout."""
+import numpy as np
+import pytest
+
+from runtime import fp16
+
+SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 65504.0, 65519.99, 65520.0, 1e9, 6.1e-5, 5.96e-8, 2.98e-8,
+                     2.99e-8, 1e-10, 1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11, -1.0 - 2.0 ** -11], np.float32)
+
+
+def _arrays(size):
+    rng = np.random.default_rng(size)
+    base = np.concatenate([SPECIALS, (rng.standard_normal(size) * 10.0 ** rng.uniform(-9, 6, size)).astype(np.float32)])
+    square = base[: (base.size // 64) * 64].reshape(-1, 64)
+    read_only = base.copy()
+    read_only.flags.writeable = False
+    return {"contiguous": base, "transposed": square.T, "reversed": base[::-1], "strided": base[::3], "read_only": read_only}
+
+
+def _same_bits(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a.view(np.uint16 if a.dtype == np.float16 else np.uint32),
+                                  b.view(np.uint16 if b.dtype == np.float16 else np.uint32))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@pytest.mark.parametrize("size", [10, 100_000])  # below and above the size where torch takes over
+@pytest.mark.parametrize("use_torch", [True, False])
+def test_casts_match_numpy_bit_for_bit(size, use_torch, monkeypatch):
+    if not use_torch:
+        monkeypatch.setattr(fp16, "_torch", None)
+    for layout, x in _arrays(size).items():
+        half = fp16.cast(x, np.float16)
+        _same_bits(half, x.astype(np.float16))
+        _same_bits(fp16.cast(half, np.float32), half.astype(np.float32))
+        _same_bits(fp16.round_to_fp16(x), x.astype(np.float16).astype(np.float32))
+
+
+def test_cast_to_the_same_dtype_is_free_and_rounding_is_a_new_array():
+    x = np.ones(5000, np.float32)
+    assert fp16.cast(x, np.float32) is x
+    rounded = fp16.round_to_fp16(x)
+    assert not np.shares_memory(rounded, x)
+    np.testing.assert_array_equal(fp16.cast(np.arange(5000, dtype=np.int64), np.int32), np.arange(5000, dtype=np.int32))

@@ -1,0 +1,124 @@
+"""Peephole fusions (runtime/mil/fuse.py): same values as the unfused ops, and only where safe."""
+import numpy as np
+import pytest
+import coremltools as ct
+from coremltools.converters.mil import Builder as mb
+
+from runtime.mil import MilModel
+from runtime.mil.fuse import grouped_matmul
+
+from .helpers import TINY
+
+
+def _expanded(kv, perm, head, repeats):
+    return np.repeat(np.transpose(kv, perm), repeats, axis=head)
+
+
+@pytest.mark.parametrize("shape,perm,transpose_y,m", [
+    ((1, 2, 8, 4), [0, 1, 2, 3], True, 1),  # decode: q [1,4,1,4] . k^T
+    ((1, 2, 8, 4), [0, 1, 2, 3], False, 3),  # probabilities . v, [.., m=3, 8] @ [.., 8, 4]
+    ((2, 1, 8, 4), [1, 0, 2, 3], True, 5),  # heads first, as coremltools lays them out
+    ((1, 3, 2, 6, 4), [0, 1, 2, 3, 4], True, 2),  # a batch axis after the head axis
+])
+def test_grouped_matmul_equals_repeat_then_matmul(shape, perm, transpose_y, m):
+    rng = np.random.default_rng(0)
+    kv = rng.standard_normal(shape).astype(np.float32)
+    head, repeats = 1, 3
+    k = _expanded(kv, perm, head, repeats)
+    k_op = np.swapaxes(k, -1, -2) if transpose_y else k
+    q = rng.standard_normal(k.shape[:-2] + (m, k_op.shape[-2])).astype(np.float32)
+    want = np.matmul(q, k_op)
+    got = grouped_matmul(q, kv, perm, head, repeats, transpose_x=False, transpose_y=transpose_y)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_matmul_transpose_x_and_broadcast_fallback():
+    rng = np.random.default_rng(1)
+    kv = rng.standard_normal((1, 2, 8, 4)).astype(np.float32)
+    k = _expanded(kv, [0, 1, 2, 3], 1, 2)
+    q_t = rng.standard_normal((1, 4, 4, 3)).astype(np.float32)  # stored transposed
+    got = grouped_matmul(q_t, kv, [0, 1, 2, 3], 1, 2, transpose_x=True, transpose_y=True)
+    np.testing.assert_allclose(got, np.swapaxes(q_t, -1, -2) @ np.swapaxes(k, -1, -2), rtol=1e-5, atol=1e-5)
+    q_b = rng.standard_normal((3, 1, 1, 1, 4)).astype(np.float32)  # broadcasts against k instead
+    got = grouped_matmul(q_b, kv, [0, 1, 2, 3], 1, 2, transpose_x=False, transpose_y=True)
+    np.testing.assert_allclose(got, q_b @ np.swapaxes(k, -1, -2), rtol=1e-5, atol=1e-5)
+
+
+def _gqa_program(extra_output=False, scatter_between=False):
+    """kv [1,2,8,4] expanded to 4 heads the way coremltools lowers repeat_interleave, then q . k^T."""
+
+    @mb.program(input_specs=[mb.TensorSpec((1, 2, 8, 4)), mb.TensorSpec((1, 4, 1, 4))], opset_version=ct.target.iOS17)
+    def prog(kv, q):
+        heads_first = mb.transpose(x=kv, perm=[1, 0, 2, 3])
+        tiled = mb.tile(x=heads_first, reps=[2, 1, 1, 1])
+        split = mb.reshape(x=tiled, shape=[2, 2, 1, 8, 4])
+        swapped = mb.transpose(x=split, perm=[1, 0, 2, 3, 4])
+        merged = mb.reshape(x=swapped, shape=[4, 1, 8, 4])
+        k = mb.transpose(x=merged, perm=[1, 0, 2, 3])
+        outs = []
+        if scatter_between:  # overwrites kv after the tile read it, before the matmul runs
+            outs.append(mb.scatter(data=kv, indices=np.array([0], np.int32), updates=np.zeros((1, 2, 8, 4), np.float32),
+                                   axis=0, mode="update"))
+        scores = mb.matmul(x=q, y=k, transpose_y=True)
+        return tuple([scores] + outs + ([split] if extra_output else []))
+
+    return prog
+
+
+def _feed(seed=0):
+    rng = np.random.default_rng(seed)
+    return {"kv": rng.standard_normal((1, 2, 8, 4)).astype(np.float32),
+            "q": rng.standard_normal((1, 4, 1, 4)).astype(np.float32)}
+
+
+def _labels(model):
+    return [s.info.op_type for s in model._plan.steps]
+
+
+def _reference_scores(feed):
+    return feed["q"] @ np.swapaxes(np.repeat(feed["kv"], 2, axis=1), -1, -2)
+
+
+def test_gqa_chain_becomes_one_grouped_matmul():
+    model = MilModel.from_program(_gqa_program(), precision="fp32")
+    assert sum(label.startswith("grouped matmul") for label in _labels(model)) == 1
+    assert not any(label in ("tile", "matmul") for label in _labels(model))
+    feed = _feed()
+    fused = next(iter(model.predict(feed).values()))
+    unfused = model.trace(feed)  # traces run one step per op
+    np.testing.assert_allclose(fused, _reference_scores(feed), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(fused, unfused[model.outputs[0].name], rtol=1e-6, atol=1e-6)
+    assert any(name.startswith("tile") for name in unfused)  # the trace really ran the unfused ops
+
+
+def test_an_intermediate_read_elsewhere_is_not_fused():
+    model = MilModel.from_program(_gqa_program(extra_output=True), precision="fp32")
+    assert "tile" in _labels(model) and "matmul" in _labels(model)
+    feed = _feed()
+    np.testing.assert_allclose(next(iter(model.predict(feed).values())), _reference_scores(feed), rtol=1e-6, atol=1e-6)
+
+
+def test_fused_kernel_reads_its_input_before_any_in_place_write():
+    # The fused matmul runs at the matmul's position, after the scatter; had the scatter been
+    # allowed to write into kv in place, the scores would be computed from zeros.
+    model = MilModel.from_program(_gqa_program(scatter_between=True), precision="fp32")
+    assert any(label.startswith("grouped matmul") for label in _labels(model))
+    feed = _feed(3)
+    kv_before = feed["kv"].copy()
+    scores, overwritten = model.predict(feed).values()
+    np.testing.assert_allclose(scores, _reference_scores(feed), rtol=1e-6, atol=1e-6)
+    assert np.all(overwritten[0] == 0) and np.array_equal(feed["kv"], kv_before)
+
+
+def test_converted_decoder_is_fused_and_matches_its_trace(built):
+    _, path = built("decoder_trace")
+    model = MilModel.from_path(path, precision="fp32")
+    fused_steps = [label for label in _labels(model) if label.startswith("grouped matmul")]
+    assert len(fused_steps) == 2 * TINY["layers"]  # q.k^T and p.v in every layer
+    feed = {d.name: np.random.default_rng(5).standard_normal(d.shape).astype(np.float32) for d in model.inputs}
+    feed["position"] = np.array([7], np.int32)
+    out, _ = model.predict(feed, return_intermediates=True)  # unfused
+    fused = model.predict(feed)
+    for name, value in out.items():
+        np.testing.assert_allclose(fused[name], value, rtol=1e-5, atol=1e-5)
