@@ -5,6 +5,8 @@ is bound to its kernel, its inputs are resolved to either a constant value
 or an environment key, and every output gets a "finalize" function that
 casts/rounds it to its declared dtype. Running is then a tight loop.
 """
+import bisect
+
 import numpy as np
 from coremltools.converters.mil.mil import types
 
@@ -44,10 +46,11 @@ class OpInfo:
 
 
 class Step:
-    __slots__ = ("kernel", "info", "args", "outs")
+    __slots__ = ("kernel", "info", "args", "outs", "drop")
 
     def __init__(self, kernel, info, args, outs):
         self.kernel, self.info, self.args, self.outs = kernel, info, args, outs
+        self.drop = ()  # values nobody reads after this step (released unless tracing)
 
 
 def _np_dtype(var):
@@ -119,6 +122,30 @@ class Plan:
                 self.steps.append(self._fused_step(fused_at[id(op)], i))
             elif id(op) not in folded:
                 self.steps.append(step)
+        self._release_dead_values(ops, last_use)
+
+    def _release_dead_values(self, ops, last_use):
+        """Let each step drop the values it was the last reader of.
+
+        Without this every intermediate lives until predict returns: a VAE decoder at 125
+        frames held ~10 GB of activations. Only values this block computes are dropped
+        (its inputs and the enclosing scope belong to the caller), never its outputs.
+        """
+        keep = set(self.output_names)
+        positions = [s.info.position for s in self.steps]  # ascending
+        by_step = {}
+        for i, op in enumerate(ops):
+            if constants.is_constant_op(op):
+                continue
+            for v in op.outputs:
+                if v.name in keep:
+                    continue
+                # the first step at or after the last reader (a folded op has no step of its own)
+                k = bisect.bisect_left(positions, max(last_use.get(v.name, i), i))
+                if k < len(positions):
+                    by_step.setdefault(k, []).append(v.name)
+        for k, names in by_step.items():
+            self.steps[k].drop = tuple(names)
 
     def _step(self, op, i, last_use, cache):
         kern = get_kernel(op.op_type)
@@ -218,6 +245,9 @@ class Plan:
             if trace is not None:
                 for name, _ in step.outs:
                     trace[name] = env[name]
+            else:
+                for name in step.drop:
+                    env.pop(name, None)
         return [env[n] if n in env else self.consts[n] for n in self.output_names]
 
     def _steps_without_in_place(self):

@@ -122,3 +122,4 @@ def test_converted_decoder_is_fused_and_matches_its_trace(built):
     fused = model.predict(feed)
     for name, value in out.items():
         np.testing.assert_allclose(fused[name], value, rtol=1e-5, atol=1e-5)
+

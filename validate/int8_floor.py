@@ -1,0 +1,155 @@
+"""How much error int8 weights cost by themselves: the floor under any int8 conversion.
+
+    python -m validate.int8_floor --model DIR [--steps 16] [--json FILE]
+
+The int8 packages hold every linear weight as per-output-channel symmetric int8 of its fp16
+value (convert/quantize.py). Doing exactly that to the FP32 torch model's weights and computing
+in FP32 gives the error that int8 itself costs, with no conversion in between. Run through the
+same teacher-forced LM rollouts that `python -m validate` uses, it says what an int8 gate can
+ask for on a given checkpoint: a converted int8 package cannot be closer to FP32 than this, and
+one that is much further has a conversion error on top. Random weights and trained weights
+differ here (outliers set the int8 scale), so measure on the checkpoint you gate.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from runtime.metrics import compare
+
+from .metrics import worst_of
+
+QUANTIZED_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.ConvTranspose1d)
+
+
+def fake_quantize_int8(module: torch.nn.Module, min_elements: int) -> int:
+    """Round every linear/conv weight with >= min_elements to fp16, then to per-output-channel
+    symmetric int8 (scale = max|w| / 127), in place. Returns how many weights were quantized."""
+    count = 0
+    for m in module.modules():
+        if isinstance(m, QUANTIZED_MODULES) and m.weight.numel() >= min_elements:
+            w = m.weight.data.half().float()
+            out_axis = 1 if isinstance(m, torch.nn.ConvTranspose1d) else 0
+            reduce = tuple(d for d in range(w.dim()) if d != out_axis)
+            scale = w.abs().amax(dim=reduce, keepdim=True) / 127.0
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            m.weight.data = torch.clamp(torch.round(w / scale), -127, 127) * scale
+            count += 1
+    return count
+
+
+def _copy_caches(src, dst) -> None:
+    for a, b in ((src.model.base_lm, dst.model.base_lm), (src.model.residual_lm, dst.model.residual_lm)):
+        b.kv_cache.kv_cache.copy_(a.kv_cache.kv_cache)
+
+
+def _cache_metrics(fp32, int8, component: str, position: int) -> dict:
+    pairs = zip(*fp32.caches(component)), zip(*int8.caches(component))
+    metrics = []
+    for (k_a, v_a), (k_b, v_b) in zip(*pairs):
+        for a, b in ((k_a, k_b), (v_a, v_b)):
+            metrics.append(compare(b[:, :, :position + 1].numpy(), a[:, :, :position + 1].numpy()))
+    return worst_of(metrics)
+
+
+@torch.no_grad()
+def measure(model_dir: str, steps: int, max_context: int = 512, revision: str | None = None,
+            progress: bool = True) -> dict:
+    from convert.quantize import WEIGHT_THRESHOLD
+    from patches.loading import load_voxcpm
+
+    from . import inputs as inp
+    from .references import LMStepReference, TorchReference, _t
+    from .rollout import plan_rollouts
+
+    model = load_voxcpm(model_dir, revision)
+    quantized = copy.deepcopy(model)
+    n_weights = fake_quantize_int8(quantized, WEIGHT_THRESHOLD)
+    ref = TorchReference(model)
+    speech, _ = inp.speech_clip(ref.sample_rate)
+    rollouts = plan_rollouts(ref, ref.embed_patches(ref.prompt_patches(speech)), steps, max_context)
+    fp32, int8 = LMStepReference(model, max_context), LMStepReference(quantized, max_context)
+    worst: dict = {}
+    series = []
+    bar = tqdm(total=sum(r.end for r in rollouts), desc="int8 floor", unit="pos", disable=not progress)
+    for rollout in rollouts:
+        fp32.reset()
+        int8.reset()
+        if rollout.start:
+            fp32.prefill(rollout.embeds[:rollout.start], rollout.is_audio[:rollout.start])
+            bar.update(rollout.start)
+        _copy_caches(fp32, int8)  # the converted step joins with the reference's caches too
+        for position in range(rollout.start, rollout.end):
+            expected = fp32.step(rollout.embeds[position], position, bool(rollout.is_audio[position]))
+            pos = torch.tensor([position])
+            base_in = _t(expected["base_lm_step"]["embed"])
+            residual_in = _t(expected["residual_lm_step"]["embed"])  # teacher-forced, as in the rollouts
+            got = {"base_lm_step": {"lm_hidden": quantized.base_lm.forward_step(base_in, pos).numpy()},
+                   "residual_lm_step": {"res_hidden": quantized.residual_lm.forward_step(residual_in, pos).numpy()}}
+            for component, outputs in got.items():
+                for output, actual in outputs.items():
+                    _keep(worst, series, component, output, rollout.label, position,
+                          compare(actual.reshape(-1), expected[component][output].reshape(-1)))
+                _keep(worst, series, component, "caches", rollout.label, position,
+                      _cache_metrics(fp32, int8, component, position))
+            bar.update()
+    bar.close()
+    return {"model": str(model_dir), "steps": steps, "quantized_weights": n_weights,
+            "rows": list(worst.values()), "series": series}
+
+
+def _keep(worst: dict, series: list, component: str, output: str, rollout: str, position: int, m: dict) -> None:
+    series.append({"component": component, "output": output, "rollout": rollout, "position": position, **m})
+    row = worst.setdefault((component, output), {"component": component, "output": output, "corr": 1.0,
+                                                 "rel_l2": 0.0, "max_abs": 0.0, "worst_position": None})
+    if m["rel_l2"] >= row["rel_l2"]:
+        row["worst_position"] = f"{rollout}, position {position}"
+    row["corr"] = min(row["corr"], float(m["corr"]))
+    row["rel_l2"] = max(row["rel_l2"], float(m["rel_l2"]))
+    row["max_abs"] = max(row["max_abs"], float(m["max_abs"]))
+
+
+def table(result: dict) -> str:
+    lines = ["| component | output | corr (min) | rel-L2 (max) | max-abs | worst at |", "|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['component']} | {r['output']} | {r['corr']:.6f} | {r['rel_l2']:.3g} | "
+                     f"{r['max_abs']:.3g} | {r['worst_position']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from patches.loading import CheckpointError
+    from runtime.cli import OneLineParser, UsageError, fail
+
+    parser = OneLineParser(prog="python -m validate.int8_floor", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="checkpoint directory or Hugging Face id")
+    parser.add_argument("--revision", default=None)
+    parser.add_argument("--steps", type=int, default=16, help="rollout steps per start position (default 16)")
+    parser.add_argument("--max-context", type=int, default=512, help="the converted max context (default 512)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    try:
+        args = parser.parse_args(argv)
+        if args.steps < 1 or args.max_context < 2:
+            raise UsageError(f"--steps must be >= 1 and --max-context >= 2, got {args.steps} and {args.max_context}")
+    except UsageError as exc:
+        return fail(str(exc))
+    try:
+        result = measure(args.model, args.steps, args.max_context, args.revision, progress=sys.stderr.isatty())
+    except CheckpointError as exc:
+        return fail(str(exc).splitlines()[0])
+    print(f"int8 floor ({result['quantized_weights']} weights fake-quantized, {args.steps} steps per rollout)")
+    print(table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
