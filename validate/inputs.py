@@ -159,3 +159,19 @@ def locdit_cases(patches: np.ndarray, real_mu: np.ndarray) -> list[Case]:
         cases.append(Case(f"random t={t}", _cfg_batch(rng.standard_normal(cond.shape),
                                                       random_mu, t, scale * rng.standard_normal(cond.shape))))
     return cases
+
+
+def stateless_cases(ref, ifaces: dict, speech: np.ndarray, prompt: np.ndarray, prompt_embeds: np.ndarray,
+                    decoder_lengths) -> dict:
+    """{component: [Case]} for the four stateless components, from the speech clip and its prompt
+    patches (decoder latents from the torch encoder; locdit's mu from a real prefill)."""
+    window = ifaces["audio_vae_encoder"].inputs[0].shape[-1]
+    speech_latent = ref.vae_encode(in_window(speech, window))
+    frames = ifaces["audio_vae_decoder"].inputs[0].flexible[2]
+    tokens = ref.tokens(SHORT_TEXT) + [101]
+    embeds = np.concatenate([ref.embed_tokens(tokens), prompt_embeds])
+    mu = ref.prefill_mu(embeds, np.arange(len(embeds)) >= len(tokens))
+    return {"audio_vae_encoder": vae_encoder_cases(speech, window),
+            "audio_vae_decoder": vae_decoder_cases(speech_latent, decoder_lengths, frames),
+            "feat_encoder": feat_encoder_cases(prompt),
+            "locdit_step": locdit_cases(prompt, mu)}

@@ -5,7 +5,7 @@
 The int8 packages hold every linear weight as per-output-channel symmetric int8 of its fp16
 value (convert/quantize.py). Doing exactly that to the FP32 torch model's weights and computing
 in FP32 gives the error that int8 itself costs, with no conversion in between. Run through the
-same teacher-forced LM rollouts that `python -m validate` uses, it says what an int8 gate can
+same inputs and teacher-forced LM rollouts that `python -m validate` uses, it says what an int8 gate can
 ask for on a given checkpoint: a converted int8 package cannot be closer to FP32 than this, and
 one that is much further has a conversion error on top. Random weights and trained weights
 differ here (outliers set the int8 scale), so measure on the checkpoint you gate.
@@ -13,7 +13,6 @@ differ here (outliers set the int8 scale), so measure on the checkpoint you gate
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from runtime.metrics import compare
 
 from .metrics import worst_of
+from .stateless import OUTPUT, reference_output
 
 QUANTIZED_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.ConvTranspose1d)
 
@@ -61,24 +61,44 @@ def _cache_metrics(fp32, int8, component: str, position: int) -> dict:
 
 @torch.no_grad()
 def measure(model_dir: str, steps: int, max_context: int = 512, revision: str | None = None,
-            progress: bool = True) -> dict:
+            progress: bool = True, decoder_lengths=(4, 37, 125)) -> dict:
+    from convert.interface import interfaces
     from convert.quantize import WEIGHT_THRESHOLD
     from patches.loading import load_voxcpm
+    from patches.weight_norm import remove_weight_norm
 
     from . import inputs as inp
-    from .references import LMStepReference, TorchReference, _t
-    from .rollout import plan_rollouts
+    from .references import TorchReference
 
     model = load_voxcpm(model_dir, revision)
-    quantized = copy.deepcopy(model)
+    quantized = load_voxcpm(model_dir, revision)  # weight-normed modules cannot be deep-copied
+    remove_weight_norm(quantized.audio_vae)  # one weight per conv, as in the converted VAE
     n_weights = fake_quantize_int8(quantized, WEIGHT_THRESHOLD)
-    ref = TorchReference(model)
+    ref, qref = TorchReference(model), TorchReference(quantized)
+    raw = json.loads((Path(model.checkpoint_dir) / "config.json").read_text(encoding="utf-8"))
     speech, _ = inp.speech_clip(ref.sample_rate)
-    rollouts = plan_rollouts(ref, ref.embed_patches(ref.prompt_patches(speech)), steps, max_context)
-    fp32, int8 = LMStepReference(model, max_context), LMStepReference(quantized, max_context)
+    prompt = ref.prompt_patches(speech)
+    prompt_embeds = ref.embed_patches(prompt)
     worst: dict = {}
-    series = []
-    bar = tqdm(total=sum(r.end for r in rollouts), desc="int8 floor", unit="pos", disable=not progress)
+    series: list = []
+    cases = inp.stateless_cases(ref, interfaces(raw, max_context), speech, prompt, prompt_embeds, decoder_lengths)
+    for component, component_cases in cases.items():
+        for case in tqdm(component_cases, desc=f"int8 floor {component}", disable=not progress):
+            expected = reference_output(ref, component, case.arrays)
+            actual = reference_output(qref, component, case.arrays)
+            _keep(worst, series, component, OUTPUT[component], case.label, None, compare(actual, expected))
+    _lm_rollouts(model, quantized, ref, prompt_embeds, steps, max_context, worst, series, progress)
+    return {"model": str(model_dir), "steps": steps, "quantized_weights": n_weights,
+            "rows": list(worst.values()), "series": series}
+
+
+def _lm_rollouts(model, quantized, ref, prompt_embeds, steps, max_context, worst, series, progress) -> None:
+    from .references import LMStepReference, _t
+    from .rollout import plan_rollouts
+
+    rollouts = plan_rollouts(ref, prompt_embeds, steps, max_context)
+    fp32, int8 = LMStepReference(model, max_context), LMStepReference(quantized, max_context)
+    bar = tqdm(total=sum(r.end for r in rollouts), desc="int8 floor LM rollouts", unit="pos", disable=not progress)
     for rollout in rollouts:
         fp32.reset()
         int8.reset()
@@ -101,16 +121,14 @@ def measure(model_dir: str, steps: int, max_context: int = 512, revision: str | 
                       _cache_metrics(fp32, int8, component, position))
             bar.update()
     bar.close()
-    return {"model": str(model_dir), "steps": steps, "quantized_weights": n_weights,
-            "rows": list(worst.values()), "series": series}
 
 
-def _keep(worst: dict, series: list, component: str, output: str, rollout: str, position: int, m: dict) -> None:
-    series.append({"component": component, "output": output, "rollout": rollout, "position": position, **m})
+def _keep(worst: dict, series: list, component: str, output: str, case: str, position, m: dict) -> None:
+    series.append({"component": component, "output": output, "case": case, "position": position, **m})
     row = worst.setdefault((component, output), {"component": component, "output": output, "corr": 1.0,
-                                                 "rel_l2": 0.0, "max_abs": 0.0, "worst_position": None})
+                                                 "rel_l2": 0.0, "max_abs": 0.0, "worst_case": None})
     if m["rel_l2"] >= row["rel_l2"]:
-        row["worst_position"] = f"{rollout}, position {position}"
+        row["worst_case"] = case if position is None else f"{case}, position {position}"
     row["corr"] = min(row["corr"], float(m["corr"]))
     row["rel_l2"] = max(row["rel_l2"], float(m["rel_l2"]))
     row["max_abs"] = max(row["max_abs"], float(m["max_abs"]))
@@ -120,7 +138,7 @@ def table(result: dict) -> str:
     lines = ["| component | output | corr (min) | rel-L2 (max) | max-abs | worst at |", "|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {r['component']} | {r['output']} | {r['corr']:.6f} | {r['rel_l2']:.3g} | "
-                     f"{r['max_abs']:.3g} | {r['worst_position']} |")
+                     f"{r['max_abs']:.3g} | {r['worst_case']} |")
     return "\n".join(lines)
 
 

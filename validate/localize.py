@@ -109,9 +109,10 @@ def localize(package, torch_module: nn.Module, torch_args: tuple, inputs: dict, 
     del function  # the program holds every weight; only op names are needed from here on
     pairs = pair_ops(ops, calls)
     runs = {}
+    wanted = {name for op, _ in pairs for name in (op["output"], op["input"])}  # not every activation
     for mode in ("fp16", "fp32"):
         model = runtime.load(package, backend="mil", precision=mode)
-        _, trace = model.predict(inputs, return_intermediates=True)
+        _, trace = model.predict(inputs, return_intermediates=wanted)
         runs[mode] = {**{k: np.asarray(v) for k, v in inputs.items()}, **trace}
         del model
     result = {"matched_ops": len(pairs), "mil_ops": len(ops), "torch_calls": len(calls), "threshold": threshold,

@@ -157,15 +157,8 @@ class Run:
         from .stateless import run_cases, vae_round_trip
 
         speech_window = inp.in_window(self.speech, self.window)
-        speech_latent = self.ref.vae_encode(speech_window)
-        frames = self.ifaces["audio_vae_decoder"].inputs[0].flexible[2]
-        tokens = self.ref.tokens(inp.SHORT_TEXT) + [101]
-        embeds = np.concatenate([self.ref.embed_tokens(tokens), self.prompt_embeds])
-        mu = self.ref.prefill_mu(embeds, np.arange(len(embeds)) >= len(tokens))
-        cases = {"audio_vae_encoder": inp.vae_encoder_cases(self.speech, self.window),
-                 "audio_vae_decoder": inp.vae_decoder_cases(speech_latent, self.settings.decoder_lengths, frames),
-                 "feat_encoder": inp.feat_encoder_cases(self.prompt),
-                 "locdit_step": inp.locdit_cases(self.prompt, mu)}
+        cases = inp.stateless_cases(self.ref, self.ifaces, self.speech, self.prompt, self.prompt_embeds,
+                                    self.settings.decoder_lengths)
         kept = {}
         for component in STATELESS:
             if not self.wanted(component):
@@ -173,7 +166,8 @@ class Run:
             models = load_models(self.settings, self.todo, component)
             self.backend = next(iter(models.values())).backend
             self.notes[component] = ", ".join(c.label for c in cases[component])
-            run_cases(component, cases[component], self.ref, models, self.recorder, self.settings.progress)
+            run_cases(component, cases[component], self.ref, models, self.recorder, self.ifaces[component],
+                      self.settings.progress)
             if component.startswith("audio_vae"):
                 kept[component] = models
             del models

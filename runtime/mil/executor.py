@@ -46,11 +46,10 @@ class OpInfo:
 
 
 class Step:
-    __slots__ = ("kernel", "info", "args", "outs", "drop")
+    __slots__ = ("kernel", "info", "args", "outs")
 
     def __init__(self, kernel, info, args, outs):
         self.kernel, self.info, self.args, self.outs = kernel, info, args, outs
-        self.drop = ()  # values nobody reads after this step (released unless tracing)
 
 
 def _np_dtype(var):
@@ -125,15 +124,19 @@ class Plan:
         self._release_dead_values(ops, last_use)
 
     def _release_dead_values(self, ops, last_use):
-        """Let each step drop the values it was the last reader of.
+        """For each step, the values it is the last reader of (dropped after it runs).
 
         Without this every intermediate lives until predict returns: a VAE decoder at 125
         frames held ~10 GB of activations. Only values this block computes are dropped
         (its inputs and the enclosing scope belong to the caller), never its outputs.
         """
+        self._drops = self._drop_lists(self.steps, ops, last_use)
+        self._traced_drops = self._drop_lists(self._unfused_steps, ops, last_use)
+
+    def _drop_lists(self, steps, ops, last_use):
         keep = set(self.output_names)
-        positions = [s.info.position for s in self.steps]  # ascending
-        by_step = {}
+        positions = [s.info.position for s in steps]  # ascending
+        by_step = [[] for _ in steps]
         for i, op in enumerate(ops):
             if constants.is_constant_op(op):
                 continue
@@ -143,9 +146,8 @@ class Plan:
                 # the first step at or after the last reader (a folded op has no step of its own)
                 k = bisect.bisect_left(positions, max(last_use.get(v.name, i), i))
                 if k < len(positions):
-                    by_step.setdefault(k, []).append(v.name)
-        for k, names in by_step.items():
-            self.steps[k].drop = tuple(names)
+                    by_step[k].append(v.name)
+        return [tuple(names) for names in by_step]
 
     def _step(self, op, i, last_use, cache):
         kern = get_kernel(op.op_type)
@@ -214,11 +216,15 @@ class Plan:
     def run(self, env, trace=None):
         """Run the steps in ``env`` (name -> value), updated in place.
 
-        When ``trace`` is a dict, every op output is also recorded there
-        (in op order) and no value is overwritten in place.
+        When ``trace`` is a dict, every op output is also offered to it
+        (in op order; it may keep only some), the ops run unfused and no
+        value is overwritten in place.
         """
-        steps = self.steps if trace is None else self._steps_without_in_place()
-        for step in steps:
+        if trace is None:
+            steps, drops = self.steps, self._drops
+        else:
+            steps, drops = self._steps_without_in_place(), self._traced_drops
+        for step, drop in zip(steps, drops):
             a = {}
             for p, kind, ref in step.args:
                 if kind == ENV:
@@ -245,9 +251,8 @@ class Plan:
             if trace is not None:
                 for name, _ in step.outs:
                     trace[name] = env[name]
-            else:
-                for name in step.drop:
-                    env.pop(name, None)
+            for name in drop:
+                env.pop(name, None)
         return [env[n] if n in env else self.consts[n] for n in self.output_names]
 
     def _steps_without_in_place(self):

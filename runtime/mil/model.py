@@ -69,20 +69,26 @@ class MilModel:
         return MilState(self.states, self.precision == "fp16")
 
     def predict(self, inputs, state=None, return_intermediates=False):
-        """Run the function; returns name -> array (and the intermediates)."""
+        """Run the function; returns name -> array (and the intermediates).
+
+        ``return_intermediates``: True for every op output, or a collection of the names
+        wanted (the others are released as the run goes, which matters for big programs).
+        """
         env = self._prepare(_describe.check_inputs(inputs, self.inputs, cast=False))
         if self.states:
             if state is None:
                 raise ValueError("this model has states: pass state=model.new_state()")
             env.update({n: StateSlot(state, n) for n in self._state_names})
-        trace = {} if return_intermediates else None
+        trace = None
+        if return_intermediates is not False and return_intermediates is not None:
+            trace = {} if return_intermediates is True else _Selected(return_intermediates)
         values = self._plan.run(env, trace)
         result = {d.name: self._output(v, d) for v, d in zip(values, self._out_descs)}
-        return (result, trace) if return_intermediates else result
+        return (result, dict(trace)) if trace is not None else result
 
-    def trace(self, inputs, state=None):
-        """Every intermediate value, name -> array in op order."""
-        return self.predict(inputs, state=state, return_intermediates=True)[1]
+    def trace(self, inputs, state=None, names=None):
+        """Intermediate values, name -> array in op order (every one, or only ``names``)."""
+        return self.predict(inputs, state=state, return_intermediates=True if names is None else names)[1]
 
     def _prepare(self, checked):
         """Private compute-form copies of the inputs (the executor may write into them)."""
@@ -104,3 +110,15 @@ class MilModel:
         # always a private copy: outputs must not alias states or caches
         out = fp16.cast(v, want) if want is not None else v
         return np.array(out) if np.may_share_memory(out, v) else out
+
+
+class _Selected(dict):
+    """A trace that records only the names asked for."""
+
+    def __init__(self, names):
+        super().__init__()
+        self.wanted = frozenset(names)
+
+    def __setitem__(self, name, value):
+        if name in self.wanted:
+            super().__setitem__(name, value)
