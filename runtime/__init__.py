@@ -20,8 +20,9 @@ precision="fp16")``
   ``"fp32"`` keeps those values in fp32 (separates conversion error from
   rounding). ``predict(..., return_intermediates=True)`` (or
   ``trace(inputs)``) also returns every op output, in op order, to find
-  the first op that diverges. Unknown ops raise ``UnsupportedOpError`` at
-  load time.
+  the first op that diverges; pass a collection of names instead of True
+  (``trace(inputs, names=...)``) to keep only those. Unknown ops raise
+  ``UnsupportedOpError`` at load time.
 - backend "auto": Core ML on macOS, the interpreter elsewhere (logged).
 
 Inputs are checked against the model description before running: an
