@@ -151,7 +151,8 @@ def describe(result: dict) -> str:
         last = result["last_agreeing"]
         text += f"; its input already differs: the defect lies after {last['op_type']} {last['output']!r} (op #{last['position']})"
     fp32 = result["first_divergent_fp32"]
-    text += ("; the fp32 run diverges too (a conversion error, not fp16 rounding)" if fp32 is not None
+    text += ("; the fp32 run diverges too (the program itself, not fp16 rounding: a conversion error, or the "
+             "cost of int8 weights; python -m validate.int8_floor tells them apart)" if fp32 is not None
              else "; the fp32 run of the same program does not (fp16 rounding)")
     return text
 
