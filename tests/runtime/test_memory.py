@@ -7,44 +7,45 @@ from coremltools.converters.mil import Builder as mb
 
 from runtime.mil import MilModel
 
+N = 1 << 20  # 4 MiB of fp32 per intermediate
+LINKS = 12
 
-def test_intermediates_are_released_after_their_last_reader():
-    n = 1 << 20  # 4 MiB of fp32 per intermediate
 
-    @mb.program(input_specs=[mb.TensorSpec((1, n))], opset_version=ct.target.iOS17)
+def _chain_model():
+    """x + 1 + 1 + ... (LINKS adds), every intermediate as big as the input."""
+
+    @mb.program(input_specs=[mb.TensorSpec((1, N))], opset_version=ct.target.iOS17)
     def chain(x):
-        for _ in range(12):
+        for _ in range(LINKS):
             x = mb.add(x=x, y=1.0)
         return x
 
-    model = MilModel.from_program(chain, precision="fp32")
-    feed = {"x": np.zeros((1, n), np.float32)}
+    return MilModel.from_program(chain, precision="fp32")
+
+
+def _peak_bytes(fn):
     tracemalloc.start()
-    out = model.predict(feed)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert np.all(next(iter(out.values())) == 12)
-    assert peak < 5 * 4 * n, f"peak {peak / 2**20:.0f} MiB: intermediates are kept alive"
-    intermediates = model.trace(feed)  # traces keep every value, by design
-    assert len(intermediates) == 12
+    try:
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_intermediates_are_released_after_their_last_reader():
+    model = _chain_model()
+    feed = {"x": np.zeros((1, N), np.float32)}
+    out, peak = _peak_bytes(lambda: model.predict(feed))
+    assert np.all(next(iter(out.values())) == LINKS)
+    assert peak < 5 * 4 * N, f"peak {peak / 2**20:.0f} MiB: intermediates are kept alive"
+    assert len(model.trace(feed)) == LINKS  # traces keep every value, by design
 
 
 def test_a_trace_of_chosen_names_keeps_only_those():
-    n = 1 << 20
-
-    @mb.program(input_specs=[mb.TensorSpec((1, n))], opset_version=ct.target.iOS17)
-    def chain(x):
-        for _ in range(12):
-            x = mb.add(x=x, y=1.0)
-        return x
-
-    model = MilModel.from_program(chain, precision="fp32")
-    feed = {"x": np.zeros((1, n), np.float32)}
+    model = _chain_model()
+    feed = {"x": np.zeros((1, N), np.float32)}
     every = list(model.trace(feed))
     wanted = [every[2], every[7]]
-    tracemalloc.start()
-    chosen = model.trace(feed, names=wanted)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    chosen, peak = _peak_bytes(lambda: model.trace(feed, names=wanted))
     assert list(chosen) == wanted and np.all(chosen[every[7]] == 8)
-    assert peak < 6 * 4 * n, f"peak {peak / 2**20:.0f} MiB: values not asked for are kept"
+    assert peak < 6 * 4 * N, f"peak {peak / 2**20:.0f} MiB: values not asked for are kept"
