@@ -74,8 +74,9 @@ class _LMStep(nn.Module):
                 self.register_buffer(f"k_cache_{i}", torch.zeros(cache_shape(lm, max_context)))
                 self.register_buffer(f"v_cache_{i}", torch.zeros(cache_shape(lm, max_context)))
 
-    def _run(self, embed, position, caches):
-        """caches: k0..kN then v0..vN (functional) or empty (stateful)."""
+    def lm_step(self, embed, position, caches):
+        """The LM stack alone: (hidden, new caches). caches: k0..kN then v0..vN (functional) or
+        empty (stateful)."""
         cos, sin = self.rope_cos[position.long()], self.rope_sin[position.long()]
         if self.stateful:
             k_in = [getattr(self, f"k_cache_{i}") for i in range(self.num_layers)]
@@ -105,7 +106,7 @@ class BaseLMStep(_LMStep):
         self.stop_proj, self.stop_actn, self.stop_head = model.stop_proj, model.stop_actn, model.stop_head
 
     def forward(self, embed, position, *caches):
-        hidden, new_caches = self._run(embed, position, caches)
+        hidden, new_caches = self.lm_step(embed, position, caches)
         fsq = self.fsq_layer(hidden)
         stop_logit = self.stop_head(self.stop_actn(self.stop_proj(fsq)))
         return (hidden, fsq, stop_logit, *new_caches)
@@ -118,5 +119,5 @@ class ResidualLMStep(_LMStep):
         super().__init__(model.residual_lm, max_context, stateful)
 
     def forward(self, embed, position, *caches):
-        hidden, new_caches = self._run(embed, position, caches)
+        hidden, new_caches = self.lm_step(embed, position, caches)
         return (hidden, *new_caches)

@@ -34,7 +34,7 @@ def _rollout_error(original_lm, step, prefill, steps) -> tuple[float, float]:
     tokens = [prefill[:, i] for i in range(prefill.shape[1])] + steps
     hidden_err = 0.0
     for position, embed in enumerate(tokens):
-        out = step._run(embed, torch.tensor([position], dtype=torch.int32), k + v)
+        out = step.lm_step(embed, torch.tensor([position], dtype=torch.int32), k + v)
         hidden, caches = out
         k, v = caches[:n], caches[n:]
         if position >= prefill.shape[1]:
