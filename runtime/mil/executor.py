@@ -13,6 +13,7 @@ from coremltools.converters.mil.mil import types
 from .. import errors
 from ..fp16 import cast, round_to_fp16 as round_fp16
 from . import constants, fuse, kernels  # noqa: F401  (kernels registers everything)
+from .graph import input_vars, nested_reads
 from .registry import get as get_kernel
 
 CONST, ENV, LIST, SCOPE = 0, 1, 2, 3
@@ -183,14 +184,9 @@ class Plan:
     def _last_uses(self, ops):
         last = {}
         for i, op in enumerate(ops):
-            for v in op.inputs.values():
-                for x in (v if isinstance(v, (list, tuple)) else [v]):
-                    last[x.name] = i
-            for b in op.blocks:  # values captured by nested blocks stay live
-                for inner in b.operations:
-                    for v in inner.inputs.values():
-                        for x in (v if isinstance(v, (list, tuple)) else [v]):
-                            last[x.name] = max(last.get(x.name, i), i)
+            # values captured by nested blocks, at any depth, stay live until the op that holds them
+            for name in {x.name for x in input_vars(op)} | nested_reads(op):
+                last[name] = i
         for name in self.output_names:
             last[name] = len(ops)
         # numpy views: an op that only moves values (identity, reshape, transpose, slices...) may
@@ -200,7 +196,7 @@ class Plan:
         for op in reversed(ops):
             if op.op_type in _EXACT or op.op_type == "identity":
                 alias_end = max((last.get(v.name, -1) for v in op.outputs), default=-1)
-                for x in fuse.input_vars(op):
+                for x in input_vars(op):
                     last[x.name] = max(last.get(x.name, -1), alias_end)
         return last
 

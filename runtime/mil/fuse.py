@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .graph import input_vars, nested_reads
+
 
 @dataclass
 class Fusion:
@@ -42,7 +44,7 @@ def find(ops, block_outputs):
     """The fusions that apply to ``ops`` (one block's operations)."""
     consumers = _consumers(ops)
     # values that leave the block, or are read inside a nested block, must stay materialised
-    pinned = {v.name for v in block_outputs} | _read_in_nested_blocks(ops)
+    pinned = {v.name for v in block_outputs}.union(*(nested_reads(op) for op in ops))
     found = []
     for op in ops:
         if op.op_type == "tile":
@@ -50,12 +52,6 @@ def find(ops, block_outputs):
             if chain is not None:
                 found.append(_grouped_matmul(chain, consumers, pinned) or _repeat_interleave(chain))
     return found
-
-
-def input_vars(op):
-    """Every Var an op reads (variadic inputs flattened)."""
-    for v in op.inputs.values():
-        yield from v if isinstance(v, (list, tuple)) else [v]
 
 
 # --- repeat_interleave -------------------------------------------------------------------------
@@ -172,15 +168,6 @@ def _consumers(ops):
         for x in input_vars(op):
             found.setdefault(x.name, []).append(op)
     return found
-
-
-def _read_in_nested_blocks(ops):
-    names = set()
-    for op in ops:
-        for block in op.blocks:
-            inner = list(block.operations)
-            names |= {x.name for o in inner for x in input_vars(o)} | _read_in_nested_blocks(inner)
-    return names
 
 
 def _static(shape):

@@ -49,3 +49,20 @@ def test_a_trace_of_chosen_names_keeps_only_those():
     chosen, peak = _peak_bytes(lambda: model.trace(feed, names=wanted))
     assert list(chosen) == wanted and np.all(chosen[every[7]] == 8)
     assert peak < 6 * 4 * N, f"peak {peak / 2**20:.0f} MiB: values not asked for are kept"
+
+
+def test_a_value_read_two_blocks_down_is_not_released_early():
+    @mb.program(input_specs=[mb.TensorSpec((4,)), mb.TensorSpec((1,))], opset_version=ct.target.iOS17)
+    def nested(x, p):
+        doubled = mb.mul(x=x, y=2.0)  # read only inside the inner cond
+        pred = mb.greater(x=mb.reduce_sum(x=p), y=0.0)
+
+        def outer_true():
+            return mb.cond(pred=pred, _true_fn=lambda: mb.add(x=doubled, y=1.0),
+                           _false_fn=lambda: mb.sub(x=doubled, y=1.0))
+
+        return mb.cond(pred=pred, _true_fn=outer_true, _false_fn=lambda: mb.mul(x=x, y=0.0))
+
+    model = MilModel.from_program(nested, precision="fp32")
+    out = model.predict({"x": np.arange(4, dtype=np.float32), "p": np.ones(1, np.float32)})
+    np.testing.assert_array_equal(next(iter(out.values())), [1, 3, 5, 7])
