@@ -168,8 +168,7 @@ class Plan:
     def _fused_step(self, fusion, i):
         info = OpInfo(fusion.at, i, self.opset)
         info.op_type = f"{fusion.label} ({'+'.join(op.op_type for op in fusion.ops)})"
-        exact = fusion.label == "repeat_interleave"  # a copy of rounded values needs no rounding
-        outs = [(fusion.output.name, _finalizer(info.out_dtypes[0], self.fp16, exact))]
+        outs = [(fusion.output.name, _finalizer(info.out_dtypes[0], self.fp16, fusion.exact))]
         args = [(p, *self._ref(v)) for p, v in fusion.inputs.items()]
         kernel = fusion.kernel
         return Step(lambda a, _: kernel(a), info, args, outs)
@@ -209,12 +208,12 @@ class Plan:
         used_once = sum(1 for v in op.inputs.values() if not isinstance(v, (list, tuple)) and v is var) == 1
         return owned and used_once and last_use.get(var.name) == i
 
-    def run(self, env, trace=None):
+    def run(self, env, trace=None, traced_names=None):
         """Run the steps in ``env`` (name -> value), updated in place.
 
-        When ``trace`` is a dict, every op output is also offered to it
-        (in op order; it may keep only some), the ops run unfused and no
-        value is overwritten in place.
+        When ``trace`` is a dict, op outputs are also recorded there (in op
+        order; all of them, or those in ``traced_names``), the ops run
+        unfused and no value is overwritten in place.
         """
         if trace is None:
             steps, drops = self.steps, self._drops
@@ -246,7 +245,8 @@ class Plan:
                     env[name] = fin(v)
             if trace is not None:
                 for name, _ in step.outs:
-                    trace[name] = env[name]
+                    if traced_names is None or name in traced_names:
+                        trace[name] = env[name]
             for name in drop:
                 env.pop(name, None)
         return [env[n] if n in env else self.consts[n] for n in self.output_names]

@@ -20,7 +20,7 @@ A chain is fused only when every intermediate has a single consumer and
 stays inside the block, so no value anybody else reads disappears.
 ``return_intermediates`` runs the unfused ops.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class Fusion:
     inputs: dict  # kernel argument name -> Var
     output: object  # the Var the fused kernel computes
     kernel: object  # fn(args) -> array
-    params: dict = field(default_factory=dict)
+    exact: bool  # the output only moves (already rounded) values: no fp16 rounding needed
 
 
 def find(ops, block_outputs):
@@ -91,7 +91,7 @@ def _repeat_interleave_chain(tile, consumers, pinned):
 def _repeat_interleave(chain):
     axis, repeats = chain.axis, chain.repeats
     return Fusion("repeat_interleave", chain.ops, chain.ops[0], {"x": chain.x}, chain.ops[-1].outputs[0],
-                  lambda a: np.repeat(a["x"], repeats, axis=axis), {"axis": axis, "repeats": repeats})
+                  lambda a: np.repeat(a["x"], repeats, axis=axis), exact=True)
 
 
 # --- grouped matmul ----------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def _grouped_matmul(chain, consumers, pinned):
     if params["transpose_x"] is None or params["transpose_y"] is None:
         return None
     return Fusion("grouped matmul", ops + [matmul], matmul, {"q": matmul.inputs["x"], "kv": chain.x},
-                  matmul.outputs[0], lambda a: grouped_matmul(a["q"], a["kv"], **params), params)
+                  matmul.outputs[0], lambda a: grouped_matmul(a["q"], a["kv"], **params), exact=False)
 
 
 def grouped_matmul(q, kv, perm, head, repeats, transpose_x, transpose_y):

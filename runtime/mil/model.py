@@ -79,12 +79,11 @@ class MilModel:
             if state is None:
                 raise ValueError("this model has states: pass state=model.new_state()")
             env.update({n: StateSlot(state, n) for n in self._state_names})
-        trace = None
-        if return_intermediates is not False and return_intermediates is not None:
-            trace = {} if return_intermediates is True else _Selected(return_intermediates)
-        values = self._plan.run(env, trace)
+        trace = None if return_intermediates is False or return_intermediates is None else {}
+        names = None if trace is None or return_intermediates is True else frozenset(return_intermediates)
+        values = self._plan.run(env, trace, names)
         result = {d.name: self._output(v, d) for v, d in zip(values, self._out_descs)}
-        return (result, dict(trace)) if trace is not None else result
+        return (result, trace) if trace is not None else result
 
     def trace(self, inputs, state=None, names=None):
         """Intermediate values, name -> array in op order (every one, or only ``names``)."""
@@ -111,14 +110,3 @@ class MilModel:
         out = fp16.cast(v, want) if want is not None else v
         return np.array(out) if np.may_share_memory(out, v) else out
 
-
-class _Selected(dict):
-    """A trace that records only the names asked for."""
-
-    def __init__(self, names):
-        super().__init__()
-        self.wanted = frozenset(names)
-
-    def __setitem__(self, name, value):
-        if name in self.wanted:
-            super().__setitem__(name, value)
