@@ -175,3 +175,11 @@ def stateless_cases(ref, ifaces: dict, speech: np.ndarray, prompt: np.ndarray, p
             "audio_vae_decoder": vae_decoder_cases(speech_latent, decoder_lengths, frames),
             "feat_encoder": feat_encoder_cases(prompt),
             "locdit_step": locdit_cases(prompt, mu)}
+
+
+def as_declared(arrays: dict, iface) -> dict:
+    """The inputs as the package receives them: fp16-declared floats rounded through fp16,
+    int32-declared ones as int32."""
+    kinds = {spec.name: spec.dtype for spec in iface.inputs}
+    cast = {"fp16": lambda v: v.astype(np.float16).astype(np.float32), "int32": lambda v: v.astype(np.int32)}
+    return {k: cast[kinds[k]](np.asarray(v)) if kinds.get(k) in cast else v for k, v in arrays.items()}

@@ -158,16 +158,12 @@ def describe(result: dict) -> str:
 
 
 def torch_args(iface, arrays: dict) -> tuple:
-    """The package's inputs as torch tensors, in interface order; floats rounded through fp16 as
-    the converted model sees them."""
-    args = []
-    for spec in iface.inputs:
-        value = np.asarray(arrays[spec.name])
-        if spec.dtype == "int32":
-            args.append(torch.from_numpy(value.astype(np.int32)))
-        else:
-            args.append(torch.from_numpy(value.astype(np.float16).astype(np.float32)))
-    return tuple(args)
+    """The package's inputs as torch tensors, in interface order, as the converted model sees
+    them (validate.inputs.as_declared)."""
+    from .inputs import as_declared
+
+    declared = as_declared(arrays, iface)
+    return tuple(torch.from_numpy(np.ascontiguousarray(declared[spec.name])) for spec in iface.inputs)
 
 
 def localize_component(patched_model, iface, package, arrays: dict, gate, max_context: int) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
+from .inputs import as_declared
 from .metrics import Recorder
 
 OUTPUT = {"audio_vae_encoder": "latent", "audio_vae_decoder": "audio", "feat_encoder": "embedding",
@@ -18,12 +19,6 @@ def reference_output(ref, component: str, arrays: dict) -> np.ndarray:
     if component == "feat_encoder":
         return ref.feat_encode(arrays["feat"])
     return ref.locdit(arrays["x"], arrays["mu"], arrays["t"], arrays["cond"], arrays["dt"])
-
-
-def as_declared(arrays: dict, iface) -> dict:
-    """The inputs as the package receives them: fp16-declared floats rounded through fp16."""
-    fp16 = {spec.name for spec in iface.inputs if spec.dtype == "fp16"}
-    return {k: np.asarray(v).astype(np.float16).astype(np.float32) if k in fp16 else v for k, v in arrays.items()}
 
 
 def run_cases(component: str, cases, ref, models: dict, recorder: Recorder, iface, progress: bool = True) -> None:
