@@ -21,9 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from runtime.metrics import compare
-
-from .metrics import worst_of
+from .gates import Gates
+from .metrics import Recorder, series, summarize
 from .stateless import OUTPUT, reference_output
 
 QUANTIZED_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.ConvTranspose1d)
@@ -50,13 +49,10 @@ def _copy_caches(src, dst) -> None:
         b.kv_cache.kv_cache.copy_(a.kv_cache.kv_cache)
 
 
-def _cache_metrics(fp32, int8, component: str, position: int) -> dict:
-    pairs = zip(*fp32.caches(component)), zip(*int8.caches(component))
-    metrics = []
-    for (k_a, v_a), (k_b, v_b) in zip(*pairs):
-        for a, b in ((k_a, k_b), (v_a, v_b)):
-            metrics.append(compare(b[:, :, :position + 1].numpy(), a[:, :, :position + 1].numpy()))
-    return worst_of(metrics)
+def _caches_as_outputs(steps, component: str) -> dict:
+    """A reference's current caches under the converted step's output names (out_k0, ..., out_v0, ...)."""
+    ks, vs = steps.caches(component)
+    return {f"out_{kind}{i}": c.numpy() for kind, caches in (("k", ks), ("v", vs)) for i, c in enumerate(caches)}
 
 
 @torch.no_grad()
@@ -79,22 +75,21 @@ def measure(model_dir: str, steps: int, max_context: int = 512, revision: str | 
     speech, _ = inp.speech_clip(ref.sample_rate)
     prompt = ref.prompt_patches(speech)
     prompt_embeds = ref.embed_patches(prompt)
-    worst: dict = {}
-    series: list = []
+    recorder = Recorder(Gates())  # records only: the floor is what gates are set from
     cases = inp.stateless_cases(ref, interfaces(raw, max_context), speech, prompt, prompt_embeds, decoder_lengths)
     for component, component_cases in cases.items():
         for case in tqdm(component_cases, desc=f"int8 floor {component}", disable=not progress):
             expected = reference_output(ref, component, case.arrays)
             actual = reference_output(qref, component, case.arrays)
-            _keep(worst, series, component, OUTPUT[component], case.label, None, compare(actual, expected))
-    _lm_rollouts(model, quantized, ref, prompt_embeds, steps, max_context, worst, series, progress)
+            recorder.add(component, "int8", OUTPUT[component], case.label, actual, expected, gated=False)
+    _lm_rollouts(model, quantized, ref, prompt_embeds, steps, max_context, recorder, progress)
     return {"model": str(model_dir), "steps": steps, "quantized_weights": n_weights,
-            "rows": list(worst.values()), "series": series}
+            "rows": summarize(recorder.records, recorder.gates), "series": series(recorder.records)}
 
 
-def _lm_rollouts(model, quantized, ref, prompt_embeds, steps, max_context, worst, series, progress) -> None:
+def _lm_rollouts(model, quantized, ref, prompt_embeds, steps, max_context, recorder, progress) -> None:
     from .references import LMStepReference, _t
-    from .rollout import plan_rollouts
+    from .rollout import compare_caches, plan_rollouts
 
     rollouts = plan_rollouts(ref, prompt_embeds, steps, max_context)
     fp32, int8 = LMStepReference(model, max_context), LMStepReference(quantized, max_context)
@@ -115,30 +110,21 @@ def _lm_rollouts(model, quantized, ref, prompt_embeds, steps, max_context, worst
                    "residual_lm_step": {"res_hidden": quantized.residual_lm.forward_step(residual_in, pos).numpy()}}
             for component, outputs in got.items():
                 for output, actual in outputs.items():
-                    _keep(worst, series, component, output, rollout.label, position,
-                          compare(actual.reshape(-1), expected[component][output].reshape(-1)))
-                _keep(worst, series, component, "caches", rollout.label, position,
-                      _cache_metrics(fp32, int8, component, position))
+                    recorder.add(component, "int8", output, rollout.label, actual.reshape(-1),
+                                 expected[component][output].reshape(-1), step=position, gated=False)
+                worst, *_ = compare_caches(_caches_as_outputs(int8, component), fp32, component, position)
+                recorder.add(component, "int8", "caches", rollout.label, None, None, step=position, metrics=worst,
+                             gated=False)
             bar.update()
     bar.close()
-
-
-def _keep(worst: dict, series: list, component: str, output: str, case: str, position, m: dict) -> None:
-    series.append({"component": component, "output": output, "case": case, "position": position, **m})
-    row = worst.setdefault((component, output), {"component": component, "output": output, "corr": 1.0,
-                                                 "rel_l2": 0.0, "max_abs": 0.0, "worst_case": None})
-    if m["rel_l2"] >= row["rel_l2"]:
-        row["worst_case"] = case if position is None else f"{case}, position {position}"
-    row["corr"] = min(row["corr"], float(m["corr"]))
-    row["rel_l2"] = max(row["rel_l2"], float(m["rel_l2"]))
-    row["max_abs"] = max(row["max_abs"], float(m["max_abs"]))
 
 
 def table(result: dict) -> str:
     lines = ["| component | output | corr (min) | rel-L2 (max) | max-abs | worst at |", "|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append(f"| {r['component']} | {r['output']} | {r['corr']:.6f} | {r['rel_l2']:.3g} | "
-                     f"{r['max_abs']:.3g} | {r['worst_case']} |")
+        worst = r["worst"]["case"] + ("" if r["worst"]["step"] is None else f", position {r['worst']['step']}")
+        lines.append(f"| {r['name']} | {r['output']} | {r['corr']:.6f} | {r['rel_l2']:.3g} | "
+                     f"{r['max_abs']:.3g} | {worst} |")
     return "\n".join(lines)
 
 

@@ -77,7 +77,7 @@ def _initial_caches(ref_steps, component: str, max_context: int) -> dict:
     return caches
 
 
-def _compare_caches(out: dict, ref_steps, component: str, position: int) -> tuple[dict, str, float, str]:
+def compare_caches(out: dict, ref_steps, component: str, position: int) -> tuple[dict, str, float, str]:
     """(worst metrics over caches, worst cache name, largest value beyond position, where)."""
     ks, vs = ref_steps.caches(component)
     metrics, names, tail, tail_at = [], [], 0.0, ""
@@ -133,7 +133,7 @@ class _Follower:
             records = self._base_outputs(out, reference, position)
         else:
             records = [self._add("res_hidden", out["res_hidden"], reference["res_hidden"], position)]
-        worst, which, tail, tail_at = _compare_caches(out, ref_steps, self.component, position)
+        worst, which, tail, tail_at = compare_caches(out, ref_steps, self.component, position)
         records.append(self.recorder.add(self.component, self.precision, "caches", self.rollout.label, None, None,
                                          step=position, detail=which, metrics=worst))
         if tail > 0 and self.tail_failure is None:

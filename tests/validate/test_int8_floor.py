@@ -30,7 +30,7 @@ def test_floor_on_the_tiny_fixture(tiny_dir, tmp_path, capsys):
     out = tmp_path / "floor.json"
     assert int8_floor.main(["--model", str(tiny_dir), "--steps", "3", "--max-context", "64", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    rows = {(r["component"], r["output"]): r for r in result["rows"]}
+    rows = {(r["name"], r["output"]): r for r in result["rows"]}
     assert set(rows) == {("base_lm_step", "lm_hidden"), ("base_lm_step", "caches"),
                          ("residual_lm_step", "res_hidden"), ("residual_lm_step", "caches"),
                          ("audio_vae_encoder", "latent"), ("audio_vae_decoder", "audio"),
@@ -38,8 +38,9 @@ def test_floor_on_the_tiny_fixture(tiny_dir, tmp_path, capsys):
     for row in rows.values():
         # int8 moves every output, but by quantization noise, not by a wrong computation
         assert 1e-4 < row["rel_l2"] < 0.1 and row["corr"] > 0.99
-    lm = [s for s in result["series"] if s["component"].endswith("lm_step")]
-    assert len(lm) == 4 * sum(1 for s in lm if s["output"] == "lm_hidden")
+    lm = [s for s in result["series"] if s["name"].endswith("lm_step")]
+    assert len(lm) == 4 * sum(1 for s in lm if s["output"] == "lm_hidden")  # per rollout, every output
+    assert all(len(s["position"]) == 3 for s in lm)
     assert "| base_lm_step | lm_hidden |" in capsys.readouterr().out
 
 
