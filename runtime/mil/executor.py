@@ -18,22 +18,6 @@ from .registry import get as get_kernel
 
 CONST, ENV, LIST, SCOPE = 0, 1, 2, 3
 
-# kernels whose "data" input may be written in place when it dies there
-_IN_PLACE = {"scatter": "data", "scatter_along_axis": "data", "scatter_nd": "data", "slice_update": "x"}
-# ops that only move/select values: an output built from already-rounded fp16
-# values is itself exact in fp16, so rounding it again would only cost time.
-# Liveness also treats their outputs as possible views of their inputs.
-_EXACT = {"reshape", "reshape_like", "transpose", "squeeze", "expand_dims", "flatten2d", "slice_by_index",
-          "slice_by_size", "concat", "stack", "split", "tile", "reverse", "gather", "gather_along_axis",
-          "gather_nd", "identity", "select", "pad", "band_part", "maximum", "minimum", "relu", "abs",
-          "clip", "floor", "ceil", "round", "sign", "read_state", "coreml_update_state", "topk",
-          "reduce_max", "reduce_min"}
-_EXACT_IF_UPDATE = {"scatter", "scatter_along_axis", "scatter_nd", "slice_update"}
-
-# producers whose outputs are arrays nobody else references
-_FRESH = {"scatter", "scatter_along_axis", "scatter_nd", "slice_update", "concat", "add", "sub", "mul",
-          "real_div", "select", "tile", "pad", "linear", "matmul", "fill", "fill_like"}
-
 
 class OpInfo:
     """What a kernel may know about the op it runs."""
@@ -62,15 +46,10 @@ def _np_dtype(var):
     return np.dtype(types.nptype_from_builtin(t))
 
 
-def _exact_op(op):
-    if op.op_type in _EXACT:
-        return True
-    if op.op_type in _EXACT_IF_UPDATE:
-        mode = op.inputs.get("mode")
-        if op.op_type == "slice_update":
-            return True
-        return mode is not None and mode.val == "update"  # scatter* default to "add"
-    return False
+def _kernel_says(op, prop):
+    """A property the op's kernel registered (runtime/mil/registry.py), or None without a kernel."""
+    kern = get_kernel(op.op_type)
+    return getattr(kern, prop) if kern is not None else None
 
 
 def _finalizer(dtype, fp16, exact=False):
@@ -158,12 +137,12 @@ class Plan:
         args = [(p, *self._ref(v)) for p, v in op.inputs.items()]
         if op.blocks:  # control flow reads the enclosing scope
             args.append(("__env__", SCOPE, None))
-        exact = _exact_op(op)
+        exact = kern.is_exact(op)
         outs = [(v.name, _finalizer(dt, self.fp16, exact)) for v, dt in zip(op.outputs, info.out_dtypes)]
         info.in_place = self._may_write_in_place(op, i, last_use)
         if op.blocks:
             info.blocks = [Plan(b, self.opset, self.fp16, self.function_name, cache, self.consts) for b in op.blocks]
-        return Step(kern, info, args, outs)
+        return Step(kern.fn, info, args, outs)
 
     def _fused_step(self, fusion, i):
         info = OpInfo(fusion.at, i, self.opset)
@@ -193,18 +172,18 @@ class Plan:
         # this, a scatter written in place could change a passthrough output (a dropped cache write
         # would then look correct).
         for op in reversed(ops):
-            if op.op_type in _EXACT or op.op_type == "identity":
+            if _kernel_says(op, "exact"):
                 alias_end = max((last.get(v.name, -1) for v in op.outputs), default=-1)
                 for x in input_vars(op):
                     last[x.name] = max(last.get(x.name, -1), alias_end)
         return last
 
     def _may_write_in_place(self, op, i, last_use):
-        key = _IN_PLACE.get(op.op_type)
+        key = _kernel_says(op, "in_place")
         if key is None or key not in op.inputs:
             return False
         var = op.inputs[key]
-        owned = var.name in self.input_names or (var.op is not None and var.op.op_type in _FRESH)
+        owned = var.name in self.input_names or (var.op is not None and bool(_kernel_says(var.op, "fresh")))
         used_once = sum(1 for v in op.inputs.values() if not isinstance(v, (list, tuple)) and v is var) == 1
         return owned and used_once and last_use.get(var.name) == i
 

@@ -37,11 +37,14 @@ def _binary(fn):
     return lambda a, op: fn(a["x"], a["y"])
 
 
+_SELECTING_BINARY = {"maximum", "minimum"}     # pick one input's value: exact in fp16
+_FRESH_BINARY = {"add", "sub", "mul"}           # always a new array (in-place writes into it are safe)
+
 for _name, _fn in _BINARY.items():
-    kernel(_name)(_binary(_fn))
+    kernel(_name, exact=_name in _SELECTING_BINARY, fresh=_name in _FRESH_BINARY)(_binary(_fn))
 
 
-@kernel("real_div")
+@kernel("real_div", fresh=True)
 def real_div(a, op):
     x, y = a["x"], a["y"]
     out = np.true_divide(x, y)
@@ -101,11 +104,14 @@ def _unary(fn):
     return lambda a, op: fn(a["x"])
 
 
+# outputs that are input values or exactly representable ones: no second fp16 rounding
+_EXACT_UNARY = {"relu", "abs", "floor", "ceil", "sign", "identity"}
+
 for _name, _fn in _UNARY.items():
-    kernel(_name)(_unary(_fn))
+    kernel(_name, exact=_name in _EXACT_UNARY)(_unary(_fn))
 
 
-@kernel("round")
+@kernel("round", exact=True)
 def round_(a, op):
     # half to even, like value_inference (np.round) and torch.round
     return np.round(a["x"])
@@ -138,7 +144,7 @@ def inverse(a, op):
     return 1.0 / (f32(a["x"]) + F32(a.get("epsilon", 1e-4)))
 
 
-@kernel("clip")
+@kernel("clip", exact=True)
 def clip(a, op):
     return np.clip(a["x"], a["alpha"], a["beta"])
 
@@ -155,7 +161,7 @@ def cast(a, op):
     return np.asarray(a["x"])
 
 
-@kernel("select")
+@kernel("select", exact=True, fresh=True)
 def select(a, op):
     return np.where(a["cond"], a["a"], a["b"])
 

@@ -5,7 +5,7 @@ from ..registry import kernel
 from ._util import f32, flag
 
 
-@kernel("linear")
+@kernel("linear", fresh=True)
 def linear(a, op):
     x, w = f32(a["x"]), a["weight"]  # weight [out, in], kept fp32 by the constant loader
     # 2-D matmul so numpy makes a single GEMM/GEMV call for any batch shape
@@ -16,7 +16,7 @@ def linear(a, op):
     return y
 
 
-@kernel("matmul")
+@kernel("matmul", fresh=True)
 def matmul(a, op):
     x, y = f32(a["x"]), f32(a["y"])
     if flag(a, "transpose_x") and x.ndim > 1:

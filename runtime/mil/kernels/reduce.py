@@ -35,7 +35,7 @@ _REDUCE = {
 }
 
 for _name, _fn in _REDUCE.items():
-    kernel(_name)(_reduce(_fn))
+    kernel(_name, exact=_name in ("reduce_max", "reduce_min"))(_reduce(_fn))  # max/min pick an input value
 
 
 def _arg(fn):

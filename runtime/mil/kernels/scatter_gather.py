@@ -26,6 +26,12 @@ _AT = {
 }
 
 
+def _update_mode(op) -> bool:
+    """A scatter in mode "update" only places input values: exact in fp16 (the default is "add")."""
+    mode = op.inputs.get("mode")
+    return mode is not None and mode.val == "update"
+
+
 def _gather_negatives_ok(a, op):
     return not (op.opset >= IOS17 and flag(a, "validate_indices"))
 
@@ -44,7 +50,7 @@ def _apply(out, index, updates, mode, op):
     return out
 
 
-@kernel("gather")
+@kernel("gather", exact=True)
 def gather(a, op):
     x = a["x"]
     ax = axis_of(a, "axis", x.ndim)
@@ -61,7 +67,7 @@ def gather(a, op):
     return out.reshape(batch + out.shape[1:])
 
 
-@kernel("gather_along_axis")
+@kernel("gather_along_axis", exact=True)
 def gather_along_axis(a, op):
     x = a["x"]
     ax = axis_of(a, "axis", x.ndim)
@@ -69,7 +75,7 @@ def gather_along_axis(a, op):
     return np.take_along_axis(x, idx, axis=ax)
 
 
-@kernel("gather_nd")
+@kernel("gather_nd", exact=True)
 def gather_nd(a, op):
     x = a["x"]
     bd = int(a.get("batch_dims", 0))
@@ -88,7 +94,7 @@ def _nd_index(idx, shape, op, negatives_ok):
     return tuple(wrap_indices(idx[..., i], shape[i], op, negatives_ok) for i in range(k))
 
 
-@kernel("scatter")
+@kernel("scatter", exact_when=_update_mode, fresh=True, in_place="data")
 def scatter(a, op):
     data = a["data"]
     ax = axis_of(a, "axis", data.ndim)
@@ -100,7 +106,7 @@ def scatter(a, op):
     return out
 
 
-@kernel("scatter_along_axis")
+@kernel("scatter_along_axis", exact_when=_update_mode, fresh=True, in_place="data")
 def scatter_along_axis(a, op):
     data = a["data"]
     ax = axis_of(a, "axis", data.ndim)
@@ -112,7 +118,7 @@ def scatter_along_axis(a, op):
     return _apply(out, tuple(grid), upd, a.get("mode", "add"), op)
 
 
-@kernel("scatter_nd")
+@kernel("scatter_nd", exact_when=_update_mode, fresh=True, in_place="data")
 def scatter_nd(a, op):
     data = a["data"]
     out = data if op.in_place else data.copy()

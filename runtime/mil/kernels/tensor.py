@@ -12,7 +12,7 @@ from ._util import axes_of, axis_of, flag, ints
 IOS17 = 8  # ct.target.iOS17 as an int
 
 
-@kernel("reshape")
+@kernel("reshape", exact=True)
 def reshape(a, op):
     x, shape = a["x"], ints(a["shape"])
     if op.opset >= IOS17:
@@ -21,7 +21,7 @@ def reshape(a, op):
     return np.reshape(x, shape)
 
 
-@kernel("reshape_like")
+@kernel("reshape_like", exact=True)
 def reshape_like(a, op):
     x, refs = a["x"], a["ref_tensors"]
     begins, ends, masks = ints(a["begins"]), ints(a["ends"]), a["end_masks"]
@@ -31,31 +31,31 @@ def reshape_like(a, op):
     return np.reshape(x, shape)
 
 
-@kernel("transpose")
+@kernel("transpose", exact=True)
 def transpose(a, op):
     return np.transpose(a["x"], ints(a["perm"]))
 
 
-@kernel("squeeze")
+@kernel("squeeze", exact=True)
 def squeeze(a, op):
     x = a["x"]
     axes = axes_of(a, "axes", x.ndim)
     return np.squeeze(x, axis=axes) if axes is not None else np.squeeze(x)
 
 
-@kernel("expand_dims")
+@kernel("expand_dims", exact=True)
 def expand_dims(a, op):
     return np.expand_dims(a["x"], tuple(ints(a["axes"])))
 
 
-@kernel("flatten2d")
+@kernel("flatten2d", exact=True)
 def flatten2d(a, op):
     x = a["x"]
     ax = axis_of(a, "axis", x.ndim, 1)
     return x.reshape(int(np.prod(x.shape[:ax])), -1)
 
 
-@kernel("concat")
+@kernel("concat", exact=True, fresh=True)
 def concat(a, op):
     # scalars are concatenated as length-1 vectors (the converter emits this
     # when it assembles shapes/indices)
@@ -70,13 +70,13 @@ def concat(a, op):
     return np.concatenate(vals, axis=ax)
 
 
-@kernel("stack")
+@kernel("stack", exact=True)
 def stack(a, op):
     vals = [np.asarray(v) for v in a["values"]]
     return np.stack(vals, axis=int(a.get("axis", 0)))
 
 
-@kernel("split")
+@kernel("split", exact=True)
 def split(a, op):
     x = a["x"]
     ax = axis_of(a, "axis", x.ndim)
@@ -90,12 +90,12 @@ def split(a, op):
     return tuple(np.split(x, cuts, axis=ax))
 
 
-@kernel("tile")
+@kernel("tile", exact=True, fresh=True)
 def tile(a, op):
     return np.tile(a["x"], ints(a["reps"]))
 
 
-@kernel("reverse")
+@kernel("reverse", exact=True)
 def reverse(a, op):
     x = a["x"]
     axes = axes_of(a, "axes", x.ndim)
@@ -125,13 +125,13 @@ def _mask(a, key, rank):
     return [False] * rank if v is None else [bool(m) for m in np.atleast_1d(v)]
 
 
-@kernel("slice_by_index")
+@kernel("slice_by_index", exact=True)
 def slice_by_index(a, op):
     x = a["x"]
     return x[_index_slices(a, x.shape)]
 
 
-@kernel("slice_by_size")
+@kernel("slice_by_size", exact=True)
 def slice_by_size(a, op):
     x = a["x"]
     begin, size = ints(a["begin"]), ints(a["size"])
@@ -139,7 +139,7 @@ def slice_by_size(a, op):
     return x[idx]
 
 
-@kernel("slice_update")
+@kernel("slice_update", exact_when=lambda op: True, fresh=True, in_place="x")
 def slice_update(a, op):
     x = a["x"]
     out = x if op.in_place else x.copy()
@@ -149,7 +149,7 @@ def slice_update(a, op):
     return out
 
 
-@kernel("pad")
+@kernel("pad", exact=True, fresh=True)
 def pad(a, op):
     x = a["x"]
     p = ints(a["pad"])
@@ -176,17 +176,17 @@ def range_1d(a, op):
     return np.arange(start, end, step)
 
 
-@kernel("fill")
+@kernel("fill", fresh=True)
 def fill(a, op):
     return np.full(ints(a["shape"]), a.get("value", 0.0))
 
 
-@kernel("fill_like")
+@kernel("fill_like", fresh=True)
 def fill_like(a, op):
     return np.full(np.shape(a["ref_tensor"]), a.get("value", 0.0))
 
 
-@kernel("band_part")
+@kernel("band_part", exact=True)
 def band_part(a, op):
     x = a["x"]
     lower, upper = int(a.get("lower", -1)), int(a.get("upper", -1))
@@ -237,7 +237,7 @@ def argsort(a, op):
     return np.argsort(x if asc else -x, axis=ax, kind="stable").astype(np.int32)
 
 
-@kernel("topk")
+@kernel("topk", exact=True)
 def topk(a, op):
     x = a["x"]
     k = int(a.get("k", 1))
