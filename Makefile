@@ -66,7 +66,7 @@ demo: setup
 	$(PY) -m generate.demo --out build/demo
 
 bench: setup
-	$(PY) -m runtime.bench
+	$(PY) -m bench
 
 clean:
 	rm -rf build

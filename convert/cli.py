@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from runtime.cli import OneLineParser, UsageError, fail
+from contract.cli import OneLineParser, UsageError, fail
 
 from .interface import COMPONENTS
 

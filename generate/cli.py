@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from runtime.cli import OneLineParser, UsageError, fail
+from contract.cli import OneLineParser, UsageError, fail
 
 DEFAULT_ARTIFACTS = "build/voxcpm-1.5-coreml"
 

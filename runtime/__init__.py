@@ -9,13 +9,13 @@
     s.read("k_cache_0"); s.write("k_cache_0", arr)
 
 ``load(path, backend="auto", function_name=None, compute_units="ALL",
-precision="fp16")``
+compute="fp16")``
 
 - backend "coreml": coremltools MLModel (CompiledMLModel for .mlmodelc),
   ``compute_units`` one of ct.ComputeUnit names; macOS only, elsewhere
   ``BackendUnavailableError``.
 - backend "mil": ``runtime.mil``, a numpy interpreter of the ML Program
-  (MIL) in the package, on any OS. ``precision="fp16"`` rounds every
+  (MIL) in the package, on any OS. ``compute="fp16"`` rounds every
   fp16-declared op output through float16 like Core ML's fp16 programs;
   ``"fp32"`` keeps those values in fp32 (separates conversion error from
   rounding). ``predict(..., return_intermediates=True)`` (or
@@ -31,11 +31,16 @@ flexible dimension raises ``InputError`` naming the input. Float inputs are
 cast to the declared float type (fp32 for an fp16 input is fine).
 
 ``runtime.metrics.compare(a, b)`` -> {corr, rel_l2, max_abs, finite} is the
-shared accuracy helper. ``python -m runtime.bench`` measures the
+shared accuracy helper. ``python -m bench.runtime_step`` measures the
 interpreter against torch on a full-size decoder step.
+
+``compute`` is how the interpreter computes, not what the package holds: "precision" in this
+toolkit always means a package's weight precision (fp16, int8, fp32). ``precision=`` is still
+accepted here as a deprecated alias of ``compute=``.
 """
 import logging
 import sys
+import warnings
 
 from . import metrics
 from .describe import TensorDesc
@@ -46,8 +51,12 @@ log = logging.getLogger(__name__)
 __all__ = ["load", "metrics", "InputError", "UnsupportedOpError", "BackendUnavailableError", "TensorDesc"]
 
 
-def load(path, backend="auto", function_name=None, compute_units="ALL", precision="fp16"):
+def load(path, backend="auto", function_name=None, compute_units="ALL", compute="fp16", precision=None):
     """Load a .mlpackage (or .mlmodelc for Core ML) with the chosen backend."""
+    if precision is not None:
+        warnings.warn("runtime.load(precision=) is deprecated: it is the interpreter's compute mode, "
+                      "now compute=", DeprecationWarning, stacklevel=2)
+        compute = precision
     if backend == "auto":
         backend = "coreml" if sys.platform == "darwin" else "mil"
         log.info("runtime.load: backend auto -> %s (%s)", backend, sys.platform)
@@ -58,5 +67,5 @@ def load(path, backend="auto", function_name=None, compute_units="ALL", precisio
     if backend == "mil":
         from .mil import MilModel
 
-        return MilModel.from_path(path, function_name=function_name, precision=precision)
+        return MilModel.from_path(path, function_name=function_name, compute=compute)
     raise ValueError(f"backend must be 'auto', 'coreml' or 'mil', got {backend!r}")

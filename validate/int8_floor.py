@@ -130,7 +130,7 @@ def table(result: dict) -> str:
 
 def main(argv=None) -> int:
     from patches.loading import CheckpointError
-    from runtime.cli import OneLineParser, UsageError, fail
+    from contract.cli import OneLineParser, UsageError, fail
 
     parser = OneLineParser(prog="python -m validate.int8_floor", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="checkpoint directory or Hugging Face id")

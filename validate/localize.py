@@ -111,7 +111,7 @@ def localize(package, torch_module: nn.Module, torch_args: tuple, inputs: dict, 
     runs = {}
     wanted = {name for op, _ in pairs for name in (op["output"], op["input"])}  # not every activation
     for mode in ("fp16", "fp32"):
-        model = runtime.load(package, backend="mil", precision=mode)
+        model = runtime.load(package, backend="mil", compute=mode)
         _, trace = model.predict(inputs, return_intermediates=wanted)
         runs[mode] = {**{k: np.asarray(v) for k, v in inputs.items()}, **trace}
         del model

@@ -12,7 +12,7 @@ from coremltools.converters.mil.mil import types
 
 from .. import errors
 from ..fp16 import cast, round_to_fp16 as round_fp16
-from . import constants, fuse, kernels  # noqa: F401  (kernels registers everything)
+from . import fuse, kernels, materialise  # noqa: F401  (kernels registers everything)
 from .graph import input_vars, nested_reads
 from .registry import get as get_kernel
 
@@ -79,10 +79,10 @@ class Plan:
     def _compile(self, block, cache):
         ops = list(block.operations)
         for op in ops:
-            if constants.is_constant_op(op):
+            if materialise.is_constant_op(op):
                 vals = cache.get(id(op))
                 if vals is None:
-                    vals = cache[id(op)] = constants.materialise(op)
+                    vals = cache[id(op)] = materialise.materialise(op)
                 for var, val in zip(op.outputs, vals):
                     self.consts[var.name] = val
         # A fused kernel reads its inputs at the position of its last op. They stay live (and
@@ -93,7 +93,7 @@ class Plan:
         folded = {id(op) for f in fusions for op in f.ops}
         last_use = self._last_uses(ops)
         for i, op in enumerate(ops):
-            if constants.is_constant_op(op):
+            if materialise.is_constant_op(op):
                 continue
             step = self._step(op, i, last_use, cache)
             self._unfused_steps.append(step)
@@ -118,7 +118,7 @@ class Plan:
         positions = [s.info.position for s in steps]  # ascending
         by_step = [[] for _ in steps]
         for i, op in enumerate(ops):
-            if constants.is_constant_op(op):
+            if materialise.is_constant_op(op):
                 continue
             for v in op.outputs:
                 if v.name in keep:

@@ -11,24 +11,27 @@ from .state import MilState, StateSlot
 
 log = logging.getLogger(__name__)
 
+COMPUTE_MODES = ("fp16", "fp32")
+
 
 class MilModel:
     """Runs one function of an ML Program op by op in numpy.
 
-    precision="fp16" rounds every fp16-declared op output through float16
+    compute="fp16" rounds every fp16-declared op output through float16
     (what Core ML does with an fp16 program); "fp32" carries those values in
     fp32 so that conversion errors can be told apart from fp16 rounding.
+    (The package's weight precision is another matter: that is what it holds, not how it runs.)
     """
 
     backend = "mil"
 
-    def __init__(self, function, inputs, outputs, states, precision="fp16", function_name=None):
-        if precision not in ("fp16", "fp32"):
-            raise ValueError(f"precision must be 'fp16' or 'fp32', got {precision!r}")
-        self.precision, self.function_name = precision, function_name
+    def __init__(self, function, inputs, outputs, states, compute="fp16", function_name=None):
+        if compute not in COMPUTE_MODES:
+            raise ValueError(f"compute must be 'fp16' or 'fp32', got {compute!r}")
+        self.compute, self.function_name = compute, function_name
         self.inputs, self.outputs, self.states = inputs, outputs, states
         opset = int(function.opset_version.value) if function.opset_version is not None else 0
-        self._plan = Plan(function, opset, precision == "fp16", function_name)
+        self._plan = Plan(function, opset, compute == "fp16", function_name)
         self._state_names = {d.name for d in states}
         by_name = {d.name: d for d in outputs}
         # program outputs, in program order, paired with their descriptions
@@ -36,19 +39,19 @@ class MilModel:
         self._in_dtypes = {n: v.dtype for n, v in function.inputs.items()}
 
     @classmethod
-    def from_path(cls, path, function_name=None, precision="fp16"):
+    def from_path(cls, path, function_name=None, compute="fp16"):
         t0 = time.perf_counter()
         model, spec = loader.load_spec(path)
         program = loader.load_program(model, spec)
         name = function_name or _describe.default_function(spec)
         name, function = loader.pick_function(program, name)
         ins, outs, states = _describe.describe(spec, function_name if function_name else _describe.default_function(spec))
-        self = cls(function, ins, outs, states, precision, name)
+        self = cls(function, ins, outs, states, compute, name)
         log.info("mil: loaded %s (function %s, %d ops) in %.2f s", path, name, len(self._plan.steps), time.perf_counter() - t0)
         return self
 
     @classmethod
-    def from_program(cls, program, function_name=None, precision="fp16"):
+    def from_program(cls, program, function_name=None, compute="fp16"):
         """Interpret an in-memory PyMIL program (e.g. built with mb.program)."""
         from ..describe import TensorDesc
         from coremltools.converters.mil.mil import types
@@ -63,10 +66,10 @@ class MilModel:
                 ins.append(TensorDesc(n, tuple(v.shape), types.nptype_from_builtin(v.dtype)))
         outs = [TensorDesc(v.name, tuple(v.shape) if v.shape else (), types.nptype_from_builtin(v.dtype), kind="output")
                 for v in function.outputs]
-        return cls(function, ins, outs, states, precision, name)
+        return cls(function, ins, outs, states, compute, name)
 
     def new_state(self):
-        return MilState(self.states, self.precision == "fp16")
+        return MilState(self.states, self.compute == "fp16")
 
     def predict(self, inputs, state=None, return_intermediates=False):
         """Run the function; returns name -> array (and the intermediates).
@@ -96,7 +99,7 @@ class MilModel:
             v = checked[d.name]
             if np.dtype(d.dtype) != np.float16:
                 env[d.name] = np.array(v, dtype=d.dtype)
-            elif self.precision == "fp16":
+            elif self.compute == "fp16":
                 env[d.name] = fp16.round_to_fp16(v)  # always a new array
             else:
                 env[d.name] = fp16.cast(v, np.float32) if v.dtype != np.float32 else v.copy()
@@ -104,7 +107,7 @@ class MilModel:
 
     def _output(self, v, desc):
         want = np.dtype(desc.dtype) if desc.dtype is not object else None
-        if want == np.float16 and self.precision == "fp32":
+        if want == np.float16 and self.compute == "fp32":
             want = np.dtype(np.float32)  # fp32 mode never rounds, not even at the end
         # always a private copy: outputs must not alias states or caches
         out = fp16.cast(v, want) if want is not None else v

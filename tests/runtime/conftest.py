@@ -7,7 +7,7 @@ import pytest
 ct = pytest.importorskip("coremltools")
 torch = pytest.importorskip("torch")
 
-from runtime.torch_models import BakedPositionStep, ConvNet, DecoderStep, StatefulDecoderStep  # noqa: E402
+from bench.torch_models import BakedPositionStep, ConvNet, DecoderStep, StatefulDecoderStep  # noqa: E402
 
 from .helpers import TINY  # noqa: E402
 

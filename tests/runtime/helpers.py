@@ -12,7 +12,7 @@ GATE = dict(min_corr=0.9999, max_rel_l2=5e-3)
 ROLLOUT_POSITIONS = [0, 1, 2, 3, 4, 5, 6, 7, 12, 20, 31]  # >= 8 steps, sequential then jumps
 
 
-def run_program(specs, body, feed, opset=ct.target.iOS17, precision="fp32"):
+def run_program(specs, body, feed, opset=ct.target.iOS17, compute="fp32"):
     """Build ``body`` as a one-function MIL program and run it in the interpreter.
 
     specs: list of (name, shape, builtin dtype); returns the list of outputs.
@@ -23,7 +23,7 @@ def run_program(specs, body, feed, opset=ct.target.iOS17, precision="fp32"):
 
     func = prog.functions["main"]
     rename = dict(zip(func.inputs, [n for n, _, _ in specs]))
-    model = MilModel.from_program(prog, precision=precision)
+    model = MilModel.from_program(prog, compute=compute)
     out = model.predict({k: feed[rename[k]] for k in func.inputs})
     return list(out.values())
 
@@ -49,10 +49,10 @@ def value_inference(body, *arrays, opset=ct.target.iOS17):
     return result["val"]
 
 
-def check_op(body, *arrays, opset=ct.target.iOS17, rtol=1e-5, atol=1e-6, precision="fp32"):
+def check_op(body, *arrays, opset=ct.target.iOS17, rtol=1e-5, atol=1e-6, compute="fp32"):
     """Interpreter output == value_inference for an op with tensor inputs."""
     specs = [(f"in{i}", a.shape, types.numpy_type_to_builtin_type(a.dtype)) for i, a in enumerate(arrays)]
-    got = run_program(specs, body, {f"in{i}": a for i, a in enumerate(arrays)}, opset, precision)
+    got = run_program(specs, body, {f"in{i}": a for i, a in enumerate(arrays)}, opset, compute)
     want = value_inference(body, *arrays, opset=opset)
     want = want if isinstance(want, list) else [want]
     assert len(got) == len(want)

@@ -104,8 +104,10 @@ def test_bad_arguments(built):
     _, path = built("decoder_trace")
     with pytest.raises(ValueError, match="backend"):
         runtime.load(path, backend="tpu")
-    with pytest.raises(ValueError, match="precision"):
-        runtime.load(path, backend="mil", precision="int4")
+    with pytest.raises(ValueError, match="compute"):
+        runtime.load(path, backend="mil", compute="int4")
+    with pytest.warns(DeprecationWarning, match="compute="):  # the old name still works, and says so
+        assert runtime.load(path, backend="mil", precision="fp32").compute == "fp32"
     with pytest.raises(ValueError, match="compiled"):
         runtime.load(path.with_suffix(".mlmodelc"), backend="mil")
 

@@ -9,8 +9,8 @@ from runtime.mil import covered
 from .helpers import GATE, TINY, all_pass, op_types, rollout_functional, rollout_stateful, worst
 
 
-def _load(path, precision="fp16"):
-    return runtime.load(path, backend="mil", precision=precision)
+def _load(path, compute="fp16"):
+    return runtime.load(path, backend="mil", compute=compute)
 
 
 @pytest.mark.parametrize("name", ["decoder_trace", "decoder_export"])

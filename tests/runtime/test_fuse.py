@@ -81,7 +81,7 @@ def _reference_scores(feed):
 
 
 def test_gqa_chain_becomes_one_grouped_matmul():
-    model = MilModel.from_program(_gqa_program(), precision="fp32")
+    model = MilModel.from_program(_gqa_program(), compute="fp32")
     assert sum(label.startswith("grouped matmul") for label in _labels(model)) == 1
     assert not any(label in ("tile", "matmul") for label in _labels(model))
     feed = _feed()
@@ -93,7 +93,7 @@ def test_gqa_chain_becomes_one_grouped_matmul():
 
 
 def test_an_intermediate_read_elsewhere_is_not_fused():
-    model = MilModel.from_program(_gqa_program(extra_output=True), precision="fp32")
+    model = MilModel.from_program(_gqa_program(extra_output=True), compute="fp32")
     assert "tile" in _labels(model) and "matmul" in _labels(model)
     feed = _feed()
     np.testing.assert_allclose(next(iter(model.predict(feed).values())), _reference_scores(feed), rtol=1e-6, atol=1e-6)
@@ -102,7 +102,7 @@ def test_an_intermediate_read_elsewhere_is_not_fused():
 def test_fused_kernel_reads_its_input_before_any_in_place_write():
     # The fused matmul runs at the matmul's position, after the scatter; had the scatter been
     # allowed to write into kv in place, the scores would be computed from zeros.
-    model = MilModel.from_program(_gqa_program(scatter_between=True), precision="fp32")
+    model = MilModel.from_program(_gqa_program(scatter_between=True), compute="fp32")
     assert any(label.startswith("grouped matmul") for label in _labels(model))
     feed = _feed(3)
     kv_before = feed["kv"].copy()
@@ -113,7 +113,7 @@ def test_fused_kernel_reads_its_input_before_any_in_place_write():
 
 def test_converted_decoder_is_fused_and_matches_its_trace(built):
     _, path = built("decoder_trace")
-    model = MilModel.from_path(path, precision="fp32")
+    model = MilModel.from_path(path, compute="fp32")
     fused_steps = [label for label in _labels(model) if label.startswith("grouped matmul")]
     assert len(fused_steps) == 2 * TINY["layers"]  # q.k^T and p.v in every layer
     feed = {d.name: np.random.default_rng(5).standard_normal(d.shape).astype(np.float32) for d in model.inputs}

@@ -20,7 +20,7 @@ def _chain_model():
             x = mb.add(x=x, y=1.0)
         return x
 
-    return MilModel.from_program(chain, precision="fp32")
+    return MilModel.from_program(chain, compute="fp32")
 
 
 def _peak_bytes(fn):
@@ -63,6 +63,6 @@ def test_a_value_read_two_blocks_down_is_not_released_early():
 
         return mb.cond(pred=pred, _true_fn=outer_true, _false_fn=lambda: mb.mul(x=x, y=0.0))
 
-    model = MilModel.from_program(nested, precision="fp32")
+    model = MilModel.from_program(nested, compute="fp32")
     out = model.predict({"x": np.arange(4, dtype=np.float32), "p": np.ones(1, np.float32)})
     np.testing.assert_array_equal(next(iter(out.values())), [1, 3, 5, 7])

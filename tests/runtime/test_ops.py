@@ -440,7 +440,7 @@ def test_non_zero_and_one_hot():
 # ---- constexpr --------------------------------------------------------------
 
 def test_constexpr_dequantize_vs_value_inference():
-    from runtime.mil.constants import affine_dequantize, blockwise_shift_scale
+    from runtime.mil.materialise import affine_dequantize, blockwise_shift_scale
 
     q = RNG.integers(-127, 127, (6, 8)).astype(np.int8)
     scale, zp = rand(6, lo=0.01, hi=0.1), np.zeros(6, np.int8)
@@ -463,8 +463,8 @@ def _chain(v):
 def test_fp16_mode_rounds_every_op_output():
     x = np.array([0.1234, 0.5678, 3.14159], np.float16)
     spec = [("x", x.shape, types.fp16)]
-    (r16,) = run_program(spec, _chain, {"x": x}, precision="fp16")
-    (r32,) = run_program(spec, _chain, {"x": x}, precision="fp32")
+    (r16,) = run_program(spec, _chain, {"x": x}, compute="fp16")
+    (r32,) = run_program(spec, _chain, {"x": x}, compute="fp32")
     # reference: numpy in float16, op by op
     h = x.astype(np.float16)
     step = ((h * np.float16(1.001)).astype(np.float16) + np.float16(1000.0)).astype(np.float16) - np.float16(1000.0)

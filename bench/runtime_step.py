@@ -1,6 +1,6 @@
 """Benchmark the MIL interpreter on a full-size decoder step.
 
-    python -m runtime.bench [--layers 24] [--runs 15] [--out build/bench]
+    python -m bench.runtime_step [--layers 24] [--runs 15] [--out build/bench]
 
 Builds a generic decoder step in torch (24 layers, hidden 1024, FFN 4096,
 16 query / 2 KV heads of 64, RMSNorm, RoPE gathered at an int32 position,
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("runtime.bench")
+log = logging.getLogger("bench.runtime_step")
 
 FULL = dict(layers=24, hidden=1024, ffn=4096, q_heads=16, kv_heads=2, head_dim=64, max_pos=512)
 
@@ -81,7 +81,7 @@ def run(cfg, out_dir, runs):
     model = build_and_convert(cfg, path)
 
     t0 = time.perf_counter()
-    mil = runtime.load(path, backend="mil", precision="fp16")
+    mil = runtime.load(path, backend="mil", compute="fp16")
     load_s = time.perf_counter() - t0
 
     feed = example_inputs(cfg, position=min(137, cfg["max_pos"] - 1))  # a filled cache, mid-range
@@ -133,7 +133,8 @@ def main(argv=None):
     logging.getLogger("runtime").setLevel(logging.INFO)
     cfg = dict(FULL, layers=args.layers)
     run(cfg, args.out, args.runs)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

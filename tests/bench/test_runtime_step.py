@@ -1,9 +1,9 @@
 """make bench's code path on a tiny decoder (the full-size numbers are measured by `make bench`, not here)."""
 import json
 
-from runtime import bench
+from bench import runtime_step as bench
 
-from .helpers import TINY
+from tests.runtime.helpers import TINY
 
 
 def test_bench_reports_times_ratio_and_accuracy(tmp_path, capsys):

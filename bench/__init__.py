@@ -1,0 +1,6 @@
+"""Long measurements that are not tests: `make bench` runs them (`python -m bench --help`).
+
+Each module measures one thing and writes a Markdown table and JSON under build/bench/:
+`runtime_step` (the interpreter against torch eager on a full-size decoder step).
+`torch_models` holds the small generic torch models they (and the runtime tests) convert.
+"""
