@@ -47,7 +47,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 fixture: setup
-	$(PY) -m patches.fixture --out $(FIXTURE) $(if $(FULL),--full,) $(if $(STOP_MODE),--stop-mode $(STOP_MODE),)
+	$(PY) -m checkpoint.fixture --out $(FIXTURE) $(if $(FULL),--full,) $(if $(STOP_MODE),--stop-mode $(STOP_MODE),)
 
 convert: setup
 	$(PY) -m convert --model $(MODEL) --precision $(PRECISION) --out $(OUT) $(if $(FORCE),--force,) $(if $(REVISION),--revision $(REVISION),)
@@ -57,13 +57,13 @@ validate: setup
 
 generate: setup
 	@test -n "$(TEXT)" -a -n "$(WAV)" || { echo 'error: give TEXT="..." and WAV=out.wav: see make help' >&2; exit 2; }
-	$(PY) -m generate --artifacts "$(OUT)" --precision $(if $(filter all,$(PRECISION)),int8,$(PRECISION)) \
+	$(PY) -m generate --out "$(OUT)" --precision $(if $(filter all,$(PRECISION)),int8,$(PRECISION)) \
 		--text "$(TEXT)" --wav "$(WAV)" $(if $(PROMPT),--prompt "$(PROMPT)") \
 		$(if $(PROMPT_TEXT),--prompt-text "$(PROMPT_TEXT)") $(if $(SEED),--seed $(SEED)) \
 		$(if $(CFG),--cfg $(CFG)) $(if $(TIMESTEPS),--timesteps $(TIMESTEPS)) $(if $(STATS),--stats "$(STATS)")
 
 demo: setup
-	$(PY) -m generate.demo --out build/demo
+	$(PY) -m demo --out build/demo
 
 bench: setup
 	$(PY) -m bench
@@ -72,4 +72,4 @@ clean:
 	rm -rf build
 
 check: setup
-	$(PY) -m patches $(MODEL) $(if $(REVISION),--revision $(REVISION),)
+	$(PY) -m checkpoint $(MODEL) $(if $(REVISION),--revision $(REVISION),)

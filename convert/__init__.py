@@ -1,6 +1,8 @@
 """Convert VoxCPM 1.5 to Core ML packages: `python -m convert --help`.
 
-Torch-free at import: `convert.interface` (the declared Core ML interface of every component)
-is read by the torch-free generator. The heavy modules (`convert.components`, `convert.pipeline`)
-import torch and coremltools when used.
+What each component is (names, shapes, descriptions, parts, the fp32 region) is declared in
+`contract/`; `converters` turns a declaration and the patched torch module into an ML Program,
+`quantize` makes its int8 form, `packaging` describes and saves it, `constants` writes the host
+arrays and the generation config, `manifest` records where everything came from, `pipeline` runs
+it all, `check_specs` (with `declared`) compares packages with their declaration.
 """

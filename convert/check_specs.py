@@ -1,131 +1,160 @@
-"""Compare converted packages with the declared interface: `python -m convert.check_specs OUT`.
+"""Compare converted packages with the declared interface: `python -m convert.check_specs OUT [--model M]`.
 
-Reads each package's spec (works on Linux: `skip_model_load=True`) and checks names, order,
-shapes, dtypes, flexible ranges, model type (mlprogram) and spec version (macOS14 = 8).
-Prints a table and exits 1 if anything differs.
+Reads each package's spec (works on Linux) and checks, by name, every input and output: present,
+dtype, shape and flexible range; and the model type (mlprogram) and spec version. Core ML binds
+inputs and outputs by name, so a different order is reported, never judged. Works on folders this
+toolkit did not make: without OUT/manifest.json the interface is declared from the checkpoint's
+config.json (--model) and the context from the packages themselves. Exits 1 if anything differs.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .interface import COMPONENTS, ComponentInterface, TensorSpec, interfaces
+from contract import artifacts, cli
+from contract.components import ComponentSpec, TensorSpec
+from contract.defaults import DEFAULT_LAYOUT, DEFAULT_OUT, PRECISIONS
+from contract.layout import MACOS14_SPEC_VERSION, component_names
 
-MACOS14_SPEC_VERSION = 8
-PRECISIONS = ("fp16", "int8", "fp32")
-FLOAT_DTYPE = {"fp16": "fp16", "int8": "fp16", "fp32": "fp32"}  # the declaration each is held to
-_DTYPES = {65552: "fp16", 65568: "fp32", 65600: "fp64", 131104: "int32"}
+from .declared import DeclarationError, declared_for
+
+__all__ = ["MACOS14_SPEC_VERSION", "check_out", "compare", "spec_interface", "declared_for"]
 
 
-def _feature(feature) -> dict:
-    array = feature.type.multiArrayType
-    entry = {"name": feature.name, "shape": [int(d) for d in array.shape],
-             "dtype": _DTYPES.get(array.dataType, str(array.dataType)), "flexible": None}
-    ranges = array.shapeRange.sizeRanges
-    if len(ranges):
-        flexible = {axis: [int(r.lowerBound), int(r.upperBound)] for axis, r in enumerate(ranges)
-                    if r.lowerBound != r.upperBound}
-        entry["flexible"] = {str(k): v for k, v in flexible.items()} or None
-    return entry
+class SpecCheckError(Exception):
+    """OUT cannot be checked; one line naming the fix."""
 
 
 def spec_interface(package) -> dict:
     """The interface a saved package declares: type, spec version, inputs and outputs."""
-    import coremltools as ct
+    from runtime.package_info import interface
 
-    spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
-    return {"model_type": spec.WhichOneof("Type"), "spec_version": int(spec.specificationVersion),
-            "inputs": [_feature(f) for f in spec.description.input],
-            "outputs": [_feature(f) for f in spec.description.output]}
+    return interface(package)
 
 
-def _compare_tensors(kind: str, declared: tuple[TensorSpec, ...], actual: list[dict], check_shapes: bool) -> list[str]:
+def _compare_tensor(kind: str, spec: TensorSpec, got: dict, check_shapes: bool) -> list[str]:
     problems = []
-    if [t.name for t in declared] != [a["name"] for a in actual]:
-        return [f"{kind} names/order {[a['name'] for a in actual]} != declared {[t.name for t in declared]}"]
-    for spec, got in zip(declared, actual):
-        if got["dtype"] != spec.dtype:
-            problems.append(f"{kind} {spec.name} dtype {got['dtype']} != {spec.dtype}")
-        if not check_shapes:
-            continue
-        if spec.flexible:
-            want = {str(k): list(v) for k, v in spec.flexible.items()}
-            if got["flexible"] != want:
-                problems.append(f"{kind} {spec.name} flexible {got['flexible']} != {want}")
-            fixed = [d for i, d in enumerate(spec.shape) if i not in spec.flexible]
-            got_fixed = [d for i, d in enumerate(got["shape"]) if i not in spec.flexible]
-            if got_fixed != fixed or len(got["shape"]) != len(spec.shape):
-                problems.append(f"{kind} {spec.name} shape {got['shape']} != {list(spec.shape)}")
-        elif got["shape"] != list(spec.shape) or got["flexible"]:
-            problems.append(f"{kind} {spec.name} shape {got['shape']} (flexible {got['flexible']}) != {list(spec.shape)}")
+    if got["dtype"] != spec.dtype:
+        problems.append(f"{kind} {spec.name} dtype {got['dtype']} != {spec.dtype}")
+    if not check_shapes:
+        return problems
+    if spec.flexible:
+        want = {str(k): list(v) for k, v in spec.flexible.items()}
+        if got["flexible"] != want:
+            problems.append(f"{kind} {spec.name} flexible {got['flexible']} != {want}")
+        fixed = [d for i, d in enumerate(spec.shape) if i not in spec.flexible]
+        got_fixed = [d for i, d in enumerate(got["shape"]) if i not in spec.flexible]
+        if got_fixed != fixed or len(got["shape"]) != len(spec.shape):
+            problems.append(f"{kind} {spec.name} shape {got['shape']} != {list(spec.shape)}")
+    elif got["shape"] != list(spec.shape) or got["flexible"]:
+        problems.append(f"{kind} {spec.name} shape {got['shape']} (flexible {got['flexible']}) != {list(spec.shape)}")
     return problems
 
 
-def compare(actual: dict, iface: ComponentInterface) -> list[str]:
+def _compare_tensors(kind: str, declared: tuple[TensorSpec, ...], actual: list[dict], check_shapes: bool,
+                     notes: list[str]) -> list[str]:
+    """Problems by name; a different order goes to `notes` (Core ML binds by name)."""
+    by_name = {a["name"]: a for a in actual}
+    want = [t.name for t in declared]
+    missing = [n for n in want if n not in by_name]
+    extra = [a["name"] for a in actual if a["name"] not in set(want)]
+    problems = [f"{kind} {', '.join(missing)} missing" if missing else "",
+                f"unexpected {kind} {', '.join(extra)}" if extra else ""]
+    for spec in declared:
+        if spec.name in by_name:
+            problems += _compare_tensor(kind, spec, by_name[spec.name], check_shapes)
+    if not missing and not extra and [a["name"] for a in actual] != want:
+        notes.append(f"{kind}s in another order than declared ({_order_summary(actual)}): "
+                     f"fine, Core ML binds them by name")
+    return [p for p in problems if p]
+
+
+def _order_summary(actual: list[dict]) -> str:
+    names = [a["name"] for a in actual]
+    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+
+def compare(actual: dict, spec: ComponentSpec, notes: list[str] | None = None,
+            spec_version: int = MACOS14_SPEC_VERSION) -> list[str]:
     """Every difference between a package's spec interface and the declaration (empty: match)."""
+    notes = [] if notes is None else notes
     problems = []
     if actual["model_type"] != "mlProgram":
         problems.append(f"model type {actual['model_type']} is not mlProgram")
-    if actual["spec_version"] != MACOS14_SPEC_VERSION:
-        problems.append(f"spec version {actual['spec_version']} != {MACOS14_SPEC_VERSION} (macOS14)")
-    problems += _compare_tensors("input", iface.inputs, actual["inputs"], check_shapes=True)
+    if actual["spec_version"] != spec_version:
+        problems.append(f"spec version {actual['spec_version']} != {spec_version}")
+    problems += _compare_tensors("input", spec.inputs, actual["inputs"], True, notes)
     # a flexible-shaped output may declare no shape in the spec; names and dtypes must still match
-    outputs_flexible = any(t.flexible for t in iface.outputs)
-    problems += _compare_tensors("output", iface.outputs, actual["outputs"], check_shapes=not outputs_flexible)
+    outputs_flexible = any(t.flexible for t in spec.outputs)
+    problems += _compare_tensors("output", spec.outputs, actual["outputs"], not outputs_flexible, notes)
     return problems
 
 
-def check_out(out: Path) -> list[dict]:
-    """One row per package found in OUT: component, precision, problems."""
-    out = Path(out)
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+def check_out(out, model: str | None = None, revision: str | None = None,
+              layout_name: str = DEFAULT_LAYOUT) -> list[dict]:
+    """One row per package found in OUT: component, precision, problems, notes."""
+    declared = declared_for(out, model, revision, layout_name)
     rows = []
     for precision in PRECISIONS:
-        declared = interfaces(manifest["source"]["config"], manifest["settings"]["max_context"], FLOAT_DTYPE[precision])
-        for name in COMPONENTS:
-            package = out / precision / f"{name}.mlpackage"
-            if package.exists():
-                rows.append({"component": name, "precision": precision,
-                             "problems": compare(spec_interface(package), declared[name])})
+        layout = declared.layout.for_precision(precision)
+        for name in artifacts.converted(out, precision, component_names(layout_name), layout_name):
+            notes: list[str] = []
+            problems = compare(spec_interface(artifacts.package_path(out, precision, name, layout_name)),
+                               layout[name], notes, layout.spec_version)
+            rows.append({"component": name, "precision": precision, "problems": problems, "notes": notes})
     return rows
 
 
-def _summary(iface: ComponentInterface) -> str:
+def _summary(spec: ComponentSpec) -> str:
     def fmt(t: TensorSpec):
         shape = [f"{t.flexible[i][0]}..{t.flexible[i][1]}" if t.flexible and i in t.flexible else str(d)
                  for i, d in enumerate(t.shape)]
         return f"{t.name}[{','.join(shape)}]{'' if t.dtype == 'fp16' else ':' + t.dtype}"
 
-    ins = [fmt(t) for t in iface.inputs]
-    outs = [fmt(t) for t in iface.outputs]
-    short = lambda items: ", ".join(items if len(items) <= 5 else items[:3] + [f"... ({len(items)} in all)"])
-    return f"{short(ins)} -> {short(outs)}"
+    short = lambda items: ", ".join(items if len(items) <= 5 else items[:3] + [f"... ({len(items)} in all)"])  # noqa
+    return f"{short([fmt(t) for t in spec.inputs])} -> {short([fmt(t) for t in spec.outputs])}"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convert.check_specs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", nargs="?", default="build/voxcpm-1.5-coreml", help="a converted OUT directory")
-    args = parser.parse_args(argv)
-    try:
-        rows = check_out(Path(args.out))
-    except (OSError, KeyError, ValueError) as exc:
-        print(f"error: cannot read {args.out}/manifest.json ({exc}): convert first with python -m convert",
-              file=sys.stderr)
-        return 2
-    manifest = json.loads((Path(args.out) / "manifest.json").read_text())
-    declared = {p: interfaces(manifest["source"]["config"], manifest["settings"]["max_context"], FLOAT_DTYPE[p])
-                for p in PRECISIONS}
-    print(f"{'component':<18} {'precision':<9} {'spec':<6} interface")
-    for row in rows:
-        status = "OK" if not row["problems"] else "DIFF"
-        print(f"{row['component']:<18} {row['precision']:<9} {status:<6} {_summary(declared[row['precision']][row['component']])}")
-        for problem in row["problems"]:
-            print(f"    - {problem}")
-    bad = sum(bool(r["problems"]) for r in rows)
-    print(f"{len(rows)} packages checked, {bad} differ from the declared interface")
-    return 1 if bad or not rows else 0
+    parser = cli.OneLineParser(prog="python -m convert.check_specs", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", default=DEFAULT_OUT, help=f"a converted OUT directory (default {DEFAULT_OUT})")
+    parser.add_argument("--model", default=None, help="the checkpoint the packages were converted from (needed "
+                                                      "when OUT has no manifest.json)")
+    parser.add_argument("--revision", default=None, help="hub revision of --model")
+    cli.add_layout(parser)
+    cli.add_verbose(parser)
+
+    def parse(argv):
+        args = parser.parse_args(argv)
+        (args.layout,) = cli.layouts(args.layout)
+        return args
+
+    def check(args) -> int:
+        layout_name, out = args.layout, Path(args.out)
+        if not out.is_dir():
+            raise SpecCheckError(f"{out} does not exist: convert first (python -m convert --out {out})")
+        declared = declared_for(out, args.model, args.revision, layout_name)
+        rows = check_out(out, args.model, args.revision, layout_name)
+        print(f"interface declared from {declared.source}")
+        for line in declared.unknown:
+            print(f"note: {line}")
+        print(f"{'component':<18} {'precision':<9} {'spec':<6} interface")
+        for row in rows:
+            status = "OK" if not row["problems"] else "DIFF"
+            spec = declared.layout.for_precision(row["precision"])[row["component"]]
+            print(f"{row['component']:<18} {row['precision']:<9} {status:<6} {_summary(spec)}")
+            for problem in row["problems"]:
+                print(f"    - {problem}")
+            for note in row["notes"]:
+                print(f"    note: {note}")
+        bad = sum(bool(r["problems"]) for r in rows)
+        print(f"{len(rows)} packages checked, {bad} differ from the declared interface")
+        return 1 if bad or not rows else 0
+
+    from checkpoint.loading import CheckpointError
+
+    return cli.run(argv, parse, check, expected=(SpecCheckError, DeclarationError, CheckpointError, artifacts.ArtifactError))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The arrays and settings a Core ML generator needs besides the six models.
+"""The arrays and settings a Core ML generator needs besides the models.
 
-`OUT/constants/`: config.json (generation config, `convert.interface.generation_config`) and the
+`OUT/constants/`: config.json (the generation config, `contract.generation`) and the
 seven arrays as .npy in float32 — the checkpoint's own values (bf16 and fp32 both fit exactly),
 text embeddings NOT multiplied by scale_emb (config.json says `text_embedding_scale`), Linear
 weights in torch's [out, in] layout.
@@ -15,10 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .interface import generation_config
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-PROJECTIONS = ("enc_to_lm_proj", "lm_to_dit_proj", "res_to_dit_proj")
+from contract.artifacts import GENERATION_CONFIG, PROJECTIONS, TOKENIZER_FILES
+from contract.generation import generation_config
 
 
 def extract_arrays(model) -> dict[str, np.ndarray]:
@@ -43,7 +41,7 @@ def full_config(raw_config: dict, arrays: dict, checkpoint: Path, max_context: i
 
 def write_npy_dir(directory: Path, arrays: dict, config: dict) -> None:
     directory.mkdir(parents=True)
-    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (directory / GENERATION_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     for name, array in arrays.items():
         np.save(directory / f"{name}.npy", np.ascontiguousarray(array, dtype=np.float32))
 

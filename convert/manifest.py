@@ -13,10 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .artifacts import file_sha256, write_json_atomically
+from contract.atomic import write_json_atomically
+
+from .hashing import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD_SOURCES = ("components.py", "quantize.py", "constants.py", "interface.py")
+BUILD_SOURCES = ("converters.py", "quantize.py", "constants.py", "packaging.py")
+# in contract/, checkpoint/ and patches/, every module shapes the artifacts but these
+NOT_BUILD_SOURCES = {"__init__.py", "cli.py", "atomic.py", "artifacts.py", "audio.py", "fixture.py",
+                     "tiny_tokenizer.py", "prove.py"}
 WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "audiovae.pth", "audiovae.safetensors")
 
 
@@ -57,7 +62,9 @@ def weights_sha256(checkpoint: Path) -> dict[str, str]:
 def _sources_sha256() -> str:
     digest = hashlib.sha256()
     # only the code that shapes the artifacts: a CLI or report change does not force a redo
-    paths = [ROOT / "convert" / name for name in BUILD_SOURCES] + sorted((ROOT / "patches").glob("*.py"))
+    paths = [ROOT / "convert" / name for name in BUILD_SOURCES]
+    for package in ("contract", "checkpoint", "patches"):
+        paths += [p for p in sorted((ROOT / package).glob("*.py")) if p.name not in NOT_BUILD_SOURCES]
     for path in paths:
         digest.update(f"{path.parent.name}/{path.name}".encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
@@ -67,7 +74,8 @@ def _git_commit() -> str | None:
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "convert", "patches"],
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "contract", "checkpoint",
+                                "convert", "patches"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

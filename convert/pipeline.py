@@ -1,30 +1,30 @@
-"""The whole conversion: checkpoint -> OUT/{fp16,int8,fp32}/*.mlpackage, constants, manifest.
+"""The whole conversion: checkpoint -> the layout's packages under OUT, constants, manifest.
 
 Memory: the model is loaded once (3.2 GB fp32 at full size) only if something must be built;
-components are converted one at a time, smallest first, and each part of the model is dropped
-as soon as no later component reads it. INT8 packages are quantized from the saved fp16
+components are converted one at a time in the layout's order, and each part of the model is
+dropped as soon as no later component reads it. INT8 packages are quantized from the saved fp16
 package, after the torch module and the fp16 program are freed. FP32 packages (a reference build
 for parity checks, only on request) are converted from the same trace with FLOAT32 compute.
 """
 from __future__ import annotations
 
 import gc
-import json
 import os
-import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import recover, remove, tree_sha256, tree_size, write_atomically
-from .interface import COMPONENTS, MAX_CONTEXT, interfaces
+from contract import artifacts
+from contract.atomic import recover, remove, write_atomically
+from contract.defaults import DEFAULT_LAYOUT, MAX_CONTEXT, PRECISIONS
+from contract.layout import component_names, declare
+
+from .hashing import tree_sha256, tree_size
 from .manifest import Manifest, inputs_key, toolkit_info, weights_sha256
 
-PRECISIONS = ("fp16", "int8", "fp32")
-CONSTANTS = "constants"
-COMPILE_SKIPPED = "compile skipped: needs macOS"
+CONSTANTS = artifacts.CONSTANTS
 
 
 class ConvertError(Exception):
@@ -36,10 +36,11 @@ class Settings:
     model: str
     out: Path
     precisions: tuple[str, ...] = ("int8",)
-    components: tuple[str, ...] = COMPONENTS
+    components: tuple[str, ...] = component_names(DEFAULT_LAYOUT)
     revision: str | None = None
     force: bool = False
     max_context: int = MAX_CONTEXT
+    layout: str = DEFAULT_LAYOUT
 
 
 @dataclass
@@ -64,11 +65,21 @@ class Context:
 
     def key(self, component: str, precision: str) -> str:
         return inputs_key(self.weights, self.toolkit, component=component, precision=precision,
-                          max_context=self.settings.max_context)
+                          max_context=self.settings.max_context, **self._layout_setting())
+
+    def _layout_setting(self) -> dict:
+        # the published layout's keys stay what they were before layouts existed: no needless rebuilds
+        return {} if self.settings.layout == DEFAULT_LAYOUT else {"layout": self.settings.layout}
+
+    def name(self, component: str, precision: str) -> str:
+        return artifacts.artifact_key(precision, component, self.settings.layout)
+
+    def package(self, component: str, precision: str) -> Path:
+        return artifacts.package_path(self.settings.out, precision, component, self.settings.layout)
 
 
 # ----------------------------------------------------------------------------- preparation
-def prepare_out(out: Path) -> Path:
+def prepare_out(out: Path, layout: str) -> Path:
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -78,24 +89,17 @@ def prepare_out(out: Path) -> Path:
     except OSError as exc:
         raise ConvertError(f"cannot write to {out} ({exc.strerror or exc}): "
                            f"choose a writable --out or fix its permissions") from None
-    for sub in (out, *(out / p for p in PRECISIONS)):
+    for sub in (out, *(artifacts.precision_dir(out, p, layout) for p in PRECISIONS)):
         recover(sub)
     return out
 
 
-def read_raw_config(checkpoint: Path) -> dict:
-    from patches.loading import read_config
-
-    read_config(checkpoint)  # validates; raises CheckpointError with a one-line message
-    return json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
-
-
 def open_context(settings: Settings) -> Context:
-    from patches.loading import resolve_source
+    from checkpoint.loading import config_dict, resolve_source
 
-    out = prepare_out(settings.out)
+    out = prepare_out(settings.out, settings.layout)
     checkpoint = resolve_source(settings.model, settings.revision)
-    raw_config = read_raw_config(checkpoint)
+    raw_config = config_dict(checkpoint)  # checked; a CheckpointError is one line
     toolkit = toolkit_info()
     manifest = Manifest(out)
     source = {"model": settings.model, "revision": settings.revision, "checkpoint_dir": str(checkpoint.resolve())}
@@ -104,7 +108,7 @@ def open_context(settings: Settings) -> Context:
     # (sha256 and file reads release the GIL, and there are two cores).
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = pool.submit(weights_sha256, checkpoint)
-        if surely_needs_model(settings, manifest):
+        if surely_needs_model(context):
             load_model(context)
         context.weights = hashing.result()
     source["weights_sha256"] = context.weights
@@ -114,14 +118,11 @@ def open_context(settings: Settings) -> Context:
     return context
 
 
-def surely_needs_model(settings: Settings, manifest: Manifest) -> bool:
+def surely_needs_model(context: Context) -> bool:
     """True when some requested artifact has never been built here (or --force): no hash can skip it."""
-    wanted = [f"{p}/{c}" for p in settings.precisions for c in settings.components] + [CONSTANTS]
-    return settings.force or any(manifest.artifact(name) is None for name in wanted)
-
-
-def artifact_path(out: Path, component: str, precision: str) -> Path:
-    return Path(out) / precision / f"{component}.mlpackage"
+    settings = context.settings
+    wanted = [context.name(c, p) for p in settings.precisions for c in settings.components] + [CONSTANTS]
+    return settings.force or any(context.manifest.artifact(name) is None for name in wanted)
 
 
 def is_current(context: Context, name: str, key: str, paths: list[Path]) -> bool:
@@ -138,8 +139,8 @@ def is_current(context: Context, name: str, key: str, paths: list[Path]) -> bool
 def load_model(context: Context):
     """Loaded and patched once, on first need."""
     if context.model is None:
+        from checkpoint.loading import load_voxcpm
         from patches.apply import patch_model
-        from patches.loading import load_voxcpm
 
         start = time.time()
         print(f"loading {context.checkpoint} ...", file=sys.stderr, flush=True)
@@ -153,7 +154,7 @@ def build_constants(context: Context) -> None:
     from .constants import extract_arrays, full_config, write_bin_dir, write_npy_dir
 
     out = context.settings.out
-    paths = [out / "constants", out / "constants_bin"]
+    paths = [artifacts.constants_dir(out), artifacts.constants_bin_dir(out)]
     key = inputs_key(context.weights, context.toolkit, component=CONSTANTS, max_context=context.settings.max_context)
     if is_current(context, CONSTANTS, key, paths):
         context.rows.append(Row(CONSTANTS, "fp32+fp16", sum(tree_size(p) for p in paths) / 2**20, 0.0, "up to date"))
@@ -174,33 +175,24 @@ def build_constants(context: Context) -> None:
 
 
 # ----------------------------------------------------------------------------- components
-def _save(mlmodel, final: Path, component: str, precision: str) -> Path:
-    mlmodel.short_description = f"VoxCPM 1.5 {component} ({precision} weights)"
-    mlmodel.user_defined_metadata["voxcpm.component"] = component
-    mlmodel.user_defined_metadata["voxcpm.precision"] = precision
-    return write_atomically(final, lambda tmp: mlmodel.save(str(tmp)))
+def _save(context: Context, mlmodel, final: Path, spec, precision: str) -> Path:
+    from .packaging import describe, save
+
+    describe(mlmodel, spec, precision, context.settings.layout, context.settings.model, context.toolkit["version"])
+    return save(mlmodel, final)
 
 
-def _compile(package: Path) -> str:
-    """Compile beside the package where Core ML exists; elsewhere say why not."""
-    if sys.platform != "darwin":
-        return COMPILE_SKIPPED
-    from coremltools.models.utils import compile_model
-
-    final = package.with_suffix(".mlmodelc")
-    write_atomically(final, lambda tmp: compile_model(str(package), str(tmp)))
-    return final.name
-
-
-def _record(context: Context, component: str, precision: str, package: Path, key: str, seconds: float,
+def _record(context: Context, component: str, precision: str, package: Path, seconds: float,
             extra: dict | None = None) -> None:
-    from .check_specs import spec_interface
+    from runtime.package_info import interface
+
+    from .packaging import compile_beside
 
     size = tree_size(package)
-    entry = {"path": str(package.relative_to(context.settings.out)), "inputs_key": key,
+    entry = {"path": str(package.relative_to(context.settings.out)), "inputs_key": context.key(component, precision),
              "sha256": tree_sha256(package), "size_bytes": size, "seconds": round(seconds, 1),
-             "interface": spec_interface(package), "compiled": _compile(package), **(extra or {})}
-    context.manifest.record(f"{precision}/{component}", entry)
+             "interface": interface(package), "compiled": compile_beside(package), **(extra or {})}
+    context.manifest.record(context.name(component, precision), entry)
     context.rows.append(Row(component, precision, size / 2**20, seconds, "built"))
 
 
@@ -211,117 +203,115 @@ def _progress(component: str, stages: int):
                 bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]")
 
 
-def convert_fp32(context: Context, component: str, iface) -> None:
-    """The FP32 reference package: the same trace, FLOAT32 compute, fp32 I/O (`iface` declares it)."""
-    from .components import CONVERTERS
+def convert_fp32(context: Context, spec) -> None:
+    """The FP32 reference package: the same trace, FLOAT32 compute, fp32 I/O (`spec` declares it)."""
+    from .converters import convert
 
-    bar = _progress(component, 2)
+    bar = _progress(spec.name, 2)
     try:
         start = time.time()
         bar.set_postfix_str("trace + convert fp32")
-        mlmodel = CONVERTERS[component](load_model(context), iface)
+        mlmodel = convert(spec, load_model(context))
         bar.update()
         bar.set_postfix_str("save fp32")
-        final = _save(mlmodel, artifact_path(context.settings.out, component, "fp32"), component, "fp32")
+        final = _save(context, mlmodel, context.package(spec.name, "fp32"), spec, "fp32")
         del mlmodel
         gc.collect()
         bar.update()
-        _record(context, component, "fp32", final, context.key(component, "fp32"), time.time() - start)
+        _record(context, spec.name, "fp32", final, time.time() - start)
         bar.set_postfix_str("done")
     finally:
         bar.close()
 
 
-def convert_component(context: Context, component: str, todo: list[str], iface) -> None:
+def convert_component(context: Context, spec, todo: list[str]) -> None:
     """Build the fp16 program (or reuse the current fp16 package) and the requested precisions."""
-    from .components import CONVERTERS
+    from runtime.mil.loader import read_program
+
+    from .converters import convert
     from .quantize import quantize_int8, weight_report
 
-    out = context.settings.out
-    fp16_final = artifact_path(out, component, "fp16")
+    name, out = spec.name, context.settings.out
+    fp16_final = context.package(name, "fp16")
     work = out / f".work-{os.getpid()}"
     # int8 alone still needs an fp16 program: the current fp16 package if there is one
     build_fp16 = "fp16" in todo or ("int8" in todo and not is_current(
-        context, f"fp16/{component}", context.key(component, "fp16"), [fp16_final]))
-    bar = _progress(component, 2 * build_fp16 + 2 * ("int8" in todo))
+        context, context.name(name, "fp16"), context.key(name, "fp16"), [fp16_final]))
+    bar = _progress(name, 2 * build_fp16 + 2 * ("int8" in todo))
     try:
         source = fp16_final
         if build_fp16:
             start = time.time()
             bar.set_postfix_str("trace + convert")
-            mlmodel = CONVERTERS[component](load_model(context), iface)
+            mlmodel = convert(spec, load_model(context))
             bar.update()
             bar.set_postfix_str("save fp16")
-            source = fp16_final if "fp16" in todo else work / f"{component}.mlpackage"
-            _save(mlmodel, source, component, "fp16")
+            source = fp16_final if "fp16" in todo else work / f"{name}.mlpackage"
+            _save(context, mlmodel, source, spec, "fp16")
             del mlmodel
             gc.collect()
             bar.update()
             if "fp16" in todo:
-                _record(context, component, "fp16", source, context.key(component, "fp16"), time.time() - start)
+                _record(context, name, "fp16", source, time.time() - start)
         if "int8" in todo:
             start = time.time()
             bar.set_postfix_str("quantize int8")
             quantized = quantize_int8(source)
             bar.update()
             bar.set_postfix_str("save int8")
-            final = _save(quantized, artifact_path(out, component, "int8"), component, "int8")
+            final = _save(context, quantized, context.package(name, "int8"), spec, "int8")
             bar.update()
-            from .quantize import load_program
-
             # the program quantization just built, else re-read from the package
-            report = weight_report(getattr(quantized, "_mil_program", None) or load_program(final))
+            report = weight_report(getattr(quantized, "_mil_program", None) or read_program(final))
             del quantized
             gc.collect()
-            _record(context, component, "int8", final, context.key(component, "int8"), time.time() - start,
-                    {"weights": report})
+            _record(context, name, "int8", final, time.time() - start, {"weights": report})
         bar.set_postfix_str("done")
     finally:
         bar.close()
         remove(work)
 
 
-def plan(context: Context) -> dict[str, list[str]]:
-    """component -> precisions to build (in conversion order)."""
-    from .components import ORDER
-
+def plan(context: Context, layout) -> dict[str, list[str]]:
+    """component -> precisions to build (in the layout's conversion order)."""
     todo = {}
-    for component in ORDER:
-        if component not in context.settings.components:
+    for spec in layout:
+        if spec.name not in context.settings.components:
             continue
         needed = []
         for precision in context.settings.precisions:
-            name, key = f"{precision}/{component}", context.key(component, precision)
-            if is_current(context, name, key, [artifact_path(context.settings.out, component, precision)]):
+            name, key = context.name(spec.name, precision), context.key(spec.name, precision)
+            if is_current(context, name, key, [context.package(spec.name, precision)]):
                 entry = context.manifest.artifact(name)
-                context.rows.append(Row(component, precision, entry["size_bytes"] / 2**20, 0.0, "up to date"))
+                context.rows.append(Row(spec.name, precision, entry["size_bytes"] / 2**20, 0.0, "up to date"))
             else:
                 needed.append(precision)
         if needed:
-            todo[component] = needed
+            todo[spec.name] = needed
     return todo
 
 
 def run(settings: Settings) -> list[Row]:
-    from .components import ORDER, drop_parts, quiet_coremltools
+    from .converters import drop_parts
+    from contract.quiet import quiet_conversion_bars
 
     context = open_context(settings)
-    todo = plan(context)
+    layout = declare(context.raw_config, settings.layout, settings.max_context)
+    todo = plan(context, layout)
     build_constants(context)
     if todo:
-        quiet_coremltools()
-        declared = interfaces(context.raw_config, settings.max_context)
-        declared32 = interfaces(context.raw_config, settings.max_context, float_dtype="fp32")
+        quiet_conversion_bars()
+        fp32_layout = layout.for_precision("fp32")
         model = load_model(context)
         model.base_lm.embed_tokens = None  # in constants already; the LM step takes embeddings as input
-        remaining = [c for c in ORDER if c in todo]
+        remaining = [spec for spec in layout if spec.name in todo]
         while remaining:
-            component = remaining.pop(0)
-            if "fp32" in todo[component]:
-                convert_fp32(context, component, declared32[component])
-            if set(todo[component]) - {"fp32"}:
-                convert_component(context, component, todo[component], declared[component])
-            drop_parts(model, component, remaining)
+            spec = remaining.pop(0)
+            if "fp32" in todo[spec.name]:
+                convert_fp32(context, fp32_layout[spec.name])
+            if set(todo[spec.name]) - {"fp32"}:
+                convert_component(context, spec, todo[spec.name])
+            drop_parts(model, spec, remaining)
             gc.collect()
     context.model = None
     gc.collect()

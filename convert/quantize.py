@@ -31,16 +31,6 @@ def quantize_int8(fp16_package):
     return cto.linear_quantize_weights(mlmodel, int8_config())
 
 
-def load_program(package):
-    """The MIL program of a saved .mlpackage (works on Linux)."""
-    import coremltools as ct
-    from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
-
-    mlmodel = ct.models.MLModel(str(package), skip_model_load=True)
-    return milproto_load(mlmodel.get_spec(), specification_version=mlmodel.get_spec().specificationVersion,
-                         file_weights_dir=mlmodel.weights_dir)
-
-
 def _const_array(op):
     value = op.outputs[0].val
     return value if isinstance(value, np.ndarray) else None

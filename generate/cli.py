@@ -6,13 +6,10 @@ written: all inputs are checked before any model runs, and the wav is written at
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from pathlib import Path
 
-from contract.cli import OneLineParser, UsageError, fail
-
-DEFAULT_ARTIFACTS = "build/voxcpm-1.5-coreml"
+from contract import cli
+from contract.cli import OneLineParser
+from contract.defaults import CFG_VALUE, INFERENCE_TIMESTEPS, MIN_LEN
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,15 +20,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wav", required=True, help="output file: 16-bit PCM WAV at the model rate")
     p.add_argument("--prompt", default=None, help="voice prompt audio (any rate, mono or stereo)")
     p.add_argument("--prompt-text", default=None, help="the transcript of --prompt")
-    p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS,
-                   help=f"what python -m convert wrote (default {DEFAULT_ARTIFACTS})")
+    cli.add_out(p, "what python -m convert wrote", old_names=("--artifacts",))
+    cli.add_verbose(p)
+    cli.add_layout(p)
     p.add_argument("--precision", default="int8", choices=("int8", "fp16"), help="which packages (default int8)")
     p.add_argument("--backend", default="auto", choices=("auto", "coreml", "mil"),
                    help="coreml (macOS), mil (the numpy interpreter, any OS) or auto (default)")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: random)")
-    p.add_argument("--cfg", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
-    p.add_argument("--timesteps", type=int, default=10, help="Euler steps per patch (default 10)")
-    p.add_argument("--min-len", type=int, default=2, help="patches before the stop head may end (default 2)")
+    p.add_argument("--cfg", type=float, default=CFG_VALUE,
+                   help=f"classifier-free guidance scale (default {CFG_VALUE})")
+    p.add_argument("--timesteps", type=int, default=INFERENCE_TIMESTEPS,
+                   help=f"Euler steps per patch (default {INFERENCE_TIMESTEPS})")
+    p.add_argument("--min-len", type=int, default=MIN_LEN,
+                   help=f"patches before the stop head may end (default {MIN_LEN})")
     p.add_argument("--max-len", type=int, default=4096,
                    help="at most this many patches (also bounded by 6 per text token + 10, and the context)")
     p.add_argument("--retry-badcase", action=argparse.BooleanOptionalAction, default=True,
@@ -43,13 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _synthesize(args) -> dict:
     from .audio import check_output_path, write_wav
-    from .pipeline import Synthesizer
     from .stats import summary, write_stats
+    from .synthesizer import Synthesizer
 
     wav = check_output_path(args.wav)
     if args.stats:
         check_output_path(args.stats)
-    synth = Synthesizer(args.artifacts, precision=args.precision, backend=args.backend)
+    synth = Synthesizer(args.out, precision=args.precision, backend=args.backend, layout=args.layout)
     audio, rate, stats = synth.synthesize(args.text, prompt_wav=args.prompt, prompt_text=args.prompt_text,
                                           seed=args.seed, cfg=args.cfg, timesteps=args.timesteps,
                                           min_len=args.min_len, max_len=args.max_len,
@@ -64,22 +65,20 @@ def _synthesize(args) -> dict:
     return stats
 
 
+def _speak(args) -> int:
+    _synthesize(args)
+    return 0
+
+
+def _parse(argv):
+    args = build_parser().parse_args(argv)
+    (args.layout,) = cli.layouts(args.layout)
+    return args
+
+
 def main(argv=None) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as exc:
-        return fail(str(exc))
     from .errors import GenerationError
 
-    try:
-        _synthesize(args)
-    except GenerationError as exc:
-        return fail(str(exc))
-    except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        return fail(f"cannot write{where} ({exc.strerror or exc}): free disk space or choose another path")
-    except KeyboardInterrupt:
-        print("error: interrupted: nothing was written", file=sys.stderr)
-        return 130
-    return 0
+    return cli.run(argv, _parse, _speak, expected=(GenerationError,),
+                   interrupted="interrupted: nothing was written",
+                   cannot_write="free disk space or choose another path")

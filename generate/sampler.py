@@ -1,7 +1,8 @@
-"""The LocDiT sampler: Euler over sway-warped time with CFG-Zero* (patches.reference.sample_patch).
+"""The LocDiT sampler of voxcpm: Euler over sway-warped time with CFG-Zero*, on the host.
 
-All arithmetic in float32, in the reference's order, so that identical noise gives identical
-patches up to the models' own error.
+The published layout's steps (Core ML and the torch reference alike) run it around their LocDiT:
+all arithmetic in float32, in voxcpm's order, so that identical noise gives identical patches up to
+the models' own error.
 """
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Per-run measurements: speeds, real-time factor, peak memory, model calls per generated patch."""
 from __future__ import annotations
 
-import json
 import resource
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
+
+from contract.atomic import write_json_atomically
 
 
 def peak_rss_mib() -> float:
@@ -75,7 +75,4 @@ def summary(stats: dict) -> str:
 
 
 def write_stats(path, stats: dict) -> None:
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    temp.replace(path)
+    write_json_atomically(path, stats)

@@ -1,6 +1,6 @@
 """Text preparation and tokenization, with `tokenizers` alone (no transformers, no torch).
 
-Mirrors `patches.reference.prepare_text` and the tokenizer voxcpm builds: transformers 5's
+Mirrors voxcpm's text preparation and the tokenizer it builds: transformers 5's
 LlamaTokenizerFast ignores the normalizer/pre-tokenizer stored in tokenizer.json and rebuilds
 `Metaspace("▁", prepend_scheme="first", split=False)` with no normalizer (see TRIALS.md), and
 voxcpm's `mask_multichar_chinese_tokens` wrapper then splits multi-character pure-CJK tokens
@@ -18,7 +18,7 @@ SPACE = "▁"
 
 
 def prepare_text(text: str) -> str:
-    """`\\n` -> space, whitespace runs -> one space (patches.reference.prepare_text)."""
+    """`\\n` -> space, whitespace runs -> one space (voxcpm's own preparation)."""
     return re.sub(r"\s+", " ", text.replace("\n", " "))
 
 

@@ -49,8 +49,8 @@ def _rollout_error(original_lm, step, prefill, steps) -> tuple[float, float]:
 @torch.no_grad()
 def measure(source) -> list[dict]:
     from .apply import patch_model
-    from .components import AudioVAEDecoder, AudioVAEEncoder, BaseLMStep, FeatEncoder, LocDiTStep, ResidualLMStep
-    from .loading import load_voxcpm
+    from .modules import AudioVAEDecoder, AudioVAEEncoder, BaseLMStep, FeatEncoder, LocDiTStep, ResidualLMStep
+    from checkpoint.loading import load_voxcpm
 
     torch.manual_seed(0)
     original, patched = load_voxcpm(source), patch_model(load_voxcpm(source))
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("model", help="Hugging Face id or checkpoint directory")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
-    from .loading import CheckpointError
+    from checkpoint.loading import CheckpointError
 
     start = time.time()
     try:

@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _fixture(tmp_path_factory, name, **kwargs):
-    from patches.fixture import build_fixture
+    from checkpoint.fixture import build_fixture
 
     return build_fixture(tmp_path_factory.mktemp(name), **kwargs)
 
@@ -71,6 +71,6 @@ def tiny_never_stop_fp32(tiny_never_stop_coreml, tiny_never_stop_dir) -> Path:
 @pytest.fixture
 def fresh_model(tiny_dir):
     """A new unpatched FP32 model (patching is in place, so tests that patch get their own)."""
-    from patches.loading import load_voxcpm
+    from checkpoint.loading import load_voxcpm
 
     return load_voxcpm(tiny_dir)

@@ -2,22 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-from contract.cli import OneLineParser, UsageError, fail
-
-from .gates import DEFAULTS, DEFAULT_STOP_MARGIN
-
-DEFAULT_MODEL = "openbmb/VoxCPM1.5"
-DEFAULT_OUT = "build/voxcpm-1.5-coreml"
-PRECISION_CHOICES = {"fp16": ("fp16",), "int8": ("int8",), "all": ("fp16", "int8")}
+from contract import cli
+from contract.cli import OneLineParser, UsageError
+from contract.defaults import E2E_CER_MARGIN, E2E_MAX_WER, GATES, STOP_MARGIN
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .inputs import DECODER_LENGTHS
+    from .cases import DECODER_LENGTHS
 
     p = OneLineParser(prog="python -m validate",
                 description="Run every converted component (OUT/{fp16,int8}/<component>.mlpackage) and the "
@@ -25,10 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "LM cache, step by step), check the programs' structure, and write "
                             "OUT/validation/report.{md,json} and plots. Exit status 1 when a gate or check "
                             "fails, 2 on bad input.")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"Hugging Face id or checkpoint directory "
-                                                          f"(default {DEFAULT_MODEL})")
-    p.add_argument("--revision", default=None, help="hub revision to pin (with a hub id)")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"the convert output directory (default {DEFAULT_OUT})")
+    cli.add_model(p)
+    cli.add_out(p, "the convert output directory")
+    cli.add_verbose(p)
+    cli.add_layout(p)
     p.add_argument("--precision", default="all", help="fp16, int8 or all (default all)")
     p.add_argument("--backend", default="auto", help="auto (Core ML on macOS, else the MIL interpreter), "
                                                      "coreml or mil (default auto)")
@@ -37,14 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder-lengths", default=",".join(map(str, DECODER_LENGTHS)),
                    help="VAE decoder latent lengths to test (default %(default)s)")
     p.add_argument("--gates", default=None, help="JSON file with gates (see validate/gates.py)")
-    for precision, values in DEFAULTS.items():
+    for precision, values in GATES.items():
         p.add_argument(f"--{precision}-corr", type=float, default=None,
                        help=f"minimum correlation for {precision} (default {values['corr']})")
         p.add_argument(f"--{precision}-rel-l2", type=float, default=None,
                        help=f"maximum relative L2 error for {precision} (default {values['rel_l2']})")
     p.add_argument("--stop-margin", type=float, default=None,
                    help=f"stop decisions must agree where torch's logit margin is at least this "
-                        f"(default {DEFAULT_STOP_MARGIN})")
+                        f"(default {STOP_MARGIN})")
     p.add_argument("--localize", action="store_true",
                    help="name the first diverging op of every package (always done for failing ones)")
     p.add_argument("--report-dir", default=None, help="where to write the report (default OUT/validation)")
@@ -61,9 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--e2e-gate", action=argparse.BooleanOptionalAction, default=None,
                      help="let the ASR scores fail validation (default: yes, except on fixture checkpoints, "
                           "whose random weights speak noise)")
-    e2e.add_argument("--e2e-max-wer", type=float, default=0.3, help="maximum English WER (default 0.3)")
-    e2e.add_argument("--e2e-cer-margin", type=float, default=0.1,
-                     help="maximum Chinese CER above the reference model's on the same sentence (default 0.1)")
+    e2e.add_argument("--e2e-max-wer", type=float, default=E2E_MAX_WER,
+                     help=f"maximum English WER (default {E2E_MAX_WER})")
+    e2e.add_argument("--e2e-cer-margin", type=float, default=E2E_CER_MARGIN,
+                     help=f"maximum Chinese CER above the reference model's on the same sentence "
+                          f"(default {E2E_CER_MARGIN})")
     return p
 
 
@@ -78,14 +75,12 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 
 def parse_settings(argv):
-    from convert.interface import COMPONENTS
-
-    from .gates import GateError, load_gates
+    from .gating import GateError, load_gates
     from .run import Settings
 
     args = build_parser().parse_args(argv)
-    if args.precision not in PRECISION_CHOICES:
-        raise UsageError(f"unknown precision {args.precision!r}: use fp16, int8 or all")
+    precisions = cli.precisions(args.precision, allowed=("fp16", "int8", "all"))
+    (layout,) = cli.layouts(args.layout)
     if args.backend not in ("auto", "coreml", "mil"):
         raise UsageError(f"unknown backend {args.backend!r}: use auto, coreml or mil")
     if args.steps < 1:
@@ -95,18 +90,15 @@ def parse_settings(argv):
     if args.e2e_max_wer < 0 or args.e2e_cer_margin < 0:
         raise UsageError("--e2e-max-wer and --e2e-cer-margin must not be negative")
     explicit = args.components is not None
-    components = tuple(c.strip() for c in (args.components or ",".join(COMPONENTS)).split(",") if c.strip())
-    unknown = [c for c in components if c not in COMPONENTS]
-    if unknown or not components:
-        raise UsageError(f"unknown component {','.join(unknown) or '(none given)'}: choose from {','.join(COMPONENTS)}")
-    overrides = {(p, key): getattr(args, f"{p}_{key}") for p in DEFAULTS for key in ("corr", "rel_l2")}
+    components = cli.components(args.components, layout)
+    overrides = {(p, key): getattr(args, f"{p}_{key}") for p in GATES for key in ("corr", "rel_l2")}
     try:
         gates = load_gates(args.gates, overrides)
     except GateError as exc:
         raise UsageError(str(exc)) from None
     if args.stop_margin is not None:
         gates.stop_margin = args.stop_margin
-    return Settings(model=args.model, out=Path(args.out), precisions=PRECISION_CHOICES[args.precision],
+    return Settings(model=args.model, out=Path(args.out), precisions=precisions, layout=layout,
                     components=components, explicit_components=explicit, backend=args.backend, steps=args.steps,
                     gates=gates, localize=args.localize, decoder_lengths=_ints(args.decoder_lengths, "--decoder-lengths"),
                     revision=args.revision, progress=not args.no_progress,
@@ -132,36 +124,25 @@ def summary(results: dict) -> str:
     lines += summary_lines(results.get("e2e") or {})
     if (results.get("e2e") or {}).get("status") == "error":
         lines.append(results["e2e"]["error"])
+    declaration = results.get("declaration") or {}
+    lines.append(f"interface declared from {declaration.get('source', '?')}")
+    lines += [f"note: {note}" for note in declaration.get("unknown", [])]
     lines.append(f"backend {results['backend']}, {results['wall_seconds']:.1f} s")
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        settings = parse_settings(argv)
-    except UsageError as exc:
-        return fail(str(exc))
-    from patches.loading import CheckpointError
-    from runtime.errors import BackendUnavailableError
-
+def run_validation(settings) -> int:
     from .report import report_dir, write_report
-    from .run import ValidateError, validate
+    from .run import validate
 
     start = time.time()
-    try:
-        results = validate(settings)
-    except (ValidateError, CheckpointError, BackendUnavailableError) as exc:
-        return fail(str(exc).splitlines()[0])
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    results = validate(settings)
     results["wall_seconds"] = round(time.time() - start, 1)
     directory = settings.report_dir or report_dir(settings.out)
     try:
         write_report(directory, results)
     except OSError as exc:
-        return fail(f"cannot write the report to {directory} ({exc.strerror or exc}): choose --report-dir")
+        return cli.fail(f"cannot write the report to {directory} ({exc.strerror or exc}): choose --report-dir")
     print(summary(results))
     print(f"report: {directory}/report.md")
     if not results["passed"]:
@@ -169,3 +150,13 @@ def main(argv=None) -> int:
         return 1
     print("validation passed")
     return 0
+
+
+def main(argv=None) -> int:
+    from checkpoint.loading import CheckpointError
+    from runtime.errors import BackendUnavailableError
+
+    from .errors import ValidateError
+
+    return cli.run(argv, parse_settings, run_validation,
+                   expected=(ValidateError, CheckpointError, BackendUnavailableError))

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.defaults import DEFAULT_LAYOUT, E2E_CER_MARGIN as DEFAULT_CER_MARGIN, E2E_MAX_WER as DEFAULT_MAX_WER
+
+from .cases import SPEECH_CLIP as PROMPT_WAV, SPEECH_CLIP_TEXT as PROMPT_TEXT
+
 ROOT = Path(__file__).resolve().parents[1]
-PROMPT_WAV = ROOT / "tests" / "data" / "speech_en_44k.wav"
-PROMPT_TEXT = "Hello, this is a test of the voice cloning system."  # tests/data/README.md
-DEFAULT_MAX_WER = 0.3
-DEFAULT_CER_MARGIN = 0.1
 SEED = 1234
 
 
@@ -140,7 +140,7 @@ def _round(value):
 def check_asr(name: str | None) -> None:
     """Load (and keep) the ASR model now, or raise ValidateError naming the fix."""
     from .asr import AsrModelError
-    from .run import ValidateError
+    from .errors import ValidateError
 
     try:
         asr_model(name)
@@ -157,12 +157,11 @@ def noise_source(seed: int, feat_dim: int, patch_size: int):
 def run_e2e(*args, **kwargs) -> dict:
     """`generate_and_score`, with an expected failure (text too long, bad prompt) reported as a
     failed e2e section rather than a traceback after the component run."""
-    from generate.errors import GenerationError as CoreMLGenerationError
-    from patches.reference import GenerationError
+    from generate.errors import GenerationError
 
     try:
         return generate_and_score(*args, **kwargs)
-    except (GenerationError, CoreMLGenerationError) as exc:
+    except GenerationError as exc:  # the Core ML generator and the reference share one
         message = f"e2e: {str(exc).splitlines()[0]}"
         return {"status": "error", "error": message, "passed": False, "failure": message, "rows": []}
 
@@ -170,16 +169,15 @@ def run_e2e(*args, **kwargs) -> dict:
 def generate_and_score(model: str, out, precisions, backend: str = "auto", *, revision: str | None = None,
             asr: str | None = None, max_len: int | None = None, gate: bool | None = None,
             max_wer: float = DEFAULT_MAX_WER, cer_margin: float = DEFAULT_CER_MARGIN,
-            sentences=SENTENCES, progress: bool = True, seed: int = SEED) -> dict:
+            sentences=SENTENCES, progress: bool = True, seed: int = SEED, layout: str = DEFAULT_LAYOUT) -> dict:
     """Generate, transcribe and judge every sentence; returns the report's `e2e` section."""
-    import torch
     from tqdm import tqdm
 
     from generate import Synthesizer
-    from patches.loading import load_voxcpm
-    from patches.reference import ReferencePipeline
+    from checkpoint.loading import load_voxcpm
+    from reference.generator import ReferencePipeline
 
-    from .run import max_context
+    from contract import artifacts
 
     start = time.time()
     precisions = e2e_precisions(precisions)
@@ -189,7 +187,7 @@ def generate_and_score(model: str, out, precisions, backend: str = "auto", *, re
     gated = (not fixture) if gate is None else bool(gate)
     reason = ("--e2e-gate" if gate else "--no-e2e-gate") if gate is not None else \
         ("fixture checkpoint (random weights: the speech is noise)" if fixture else "real checkpoint")
-    reference = ReferencePipeline(voxcpm, max_context(out))
+    reference = ReferencePipeline(voxcpm, artifacts.max_context(artifacts.read_generation_config(out)))
     limits = {"max_len": max_len} if max_len else {}
     total = len(sentences) * (1 + len(precisions))
     bar = tqdm(total=total, desc="e2e", unit="utt", file=sys.stderr, disable=not progress, leave=False)
@@ -197,14 +195,14 @@ def generate_and_score(model: str, out, precisions, backend: str = "auto", *, re
     for i, s in enumerate(sentences):  # the reference once per sentence, shared by every precision
         prompt = dict(prompt_wav=PROMPT_WAV, prompt_text=PROMPT_TEXT) if s.prompt else {}
         draw = noise_source(seed + i, reference.feat_dim, reference.patch_size)
-        result = reference.generate(s.text, **prompt, noise=lambda: torch.from_numpy(draw()), **limits)
+        result = reference.generate(s.text, **prompt, noise=draw, **limits)
         references[i] = {**_score(whisper, result.audio, result.sample_rate, s.text, s.language),
                          "audio_seconds": round(result.audio.size / result.sample_rate, 2),
                          "patches": int(result.latents.shape[0])}
         bar.update()
     del reference, voxcpm
     for precision in precisions:
-        synth = Synthesizer(out, precision, backend)
+        synth = Synthesizer(out, precision, backend, layout=layout)
         for i, s in enumerate(sentences):
             prompt = dict(prompt_wav=PROMPT_WAV, prompt_text=PROMPT_TEXT) if s.prompt else {}
             audio, rate, stats = synth.synthesize(s.text, **prompt, noise=noise_source(seed + i, synth.feat_dim,

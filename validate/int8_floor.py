@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .gates import Gates
-from .metrics import Recorder, series, summarize
-from .stateless import OUTPUT, reference_output
+from contract.defaults import MAX_CONTEXT
+
+from .gating import Gates
+from .records import Recorder, series, summarize
+from .stateless import reference_output
 
 QUANTIZED_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.ConvTranspose1d)
 
@@ -49,21 +51,21 @@ def _copy_caches(src, dst) -> None:
         b.kv_cache.kv_cache.copy_(a.kv_cache.kv_cache)
 
 
-def _caches_as_outputs(steps, component: str) -> dict:
-    """A reference's current caches under the converted step's output names (out_k0, ..., out_v0, ...)."""
-    ks, vs = steps.caches(component)
-    return {f"out_{kind}{i}": c.numpy() for kind, caches in (("k", ks), ("v", vs)) for i, c in enumerate(caches)}
+def _caches_as_outputs(steps, spec) -> dict:
+    """A reference's current caches under the converted step's declared output names."""
+    return {spec.caches.output_name(kind, i): c.numpy() for (kind, i), c in zip(spec.caches.slots(), steps.caches(spec))}
 
 
 @torch.no_grad()
-def measure(model_dir: str, steps: int, max_context: int = 512, revision: str | None = None,
+def measure(model_dir: str, steps: int, max_context: int = MAX_CONTEXT, revision: str | None = None,
             progress: bool = True, decoder_lengths=(4, 37, 125)) -> dict:
-    from convert.interface import interfaces
+    from checkpoint.loading import load_voxcpm
+    from contract.layout import declare
+    from contract.components import STATELESS
     from convert.quantize import WEIGHT_THRESHOLD
-    from patches.loading import load_voxcpm
     from patches.weight_norm import remove_weight_norm
 
-    from . import inputs as inp
+    from . import cases as inp
     from .references import TorchReference
 
     model = load_voxcpm(model_dir, revision)
@@ -76,21 +78,26 @@ def measure(model_dir: str, steps: int, max_context: int = 512, revision: str | 
     prompt = ref.prompt_patches(speech)
     prompt_embeds = ref.embed_patches(prompt)
     recorder = Recorder(Gates())  # records only: the floor is what gates are set from
-    cases = inp.stateless_cases(ref, interfaces(raw, max_context), speech, prompt, prompt_embeds, decoder_lengths)
-    for component, component_cases in cases.items():
-        for case in tqdm(component_cases, desc=f"int8 floor {component}", disable=not progress):
-            expected = reference_output(ref, component, case.arrays)
-            actual = reference_output(qref, component, case.arrays)
-            recorder.add(component, "int8", OUTPUT[component], case.label, actual, expected, gated=False)
-    _lm_rollouts(model, quantized, ref, prompt_embeds, steps, max_context, recorder, progress)
+    layout = declare(raw, max_context=max_context)
+    context = inp.CaseContext(ref, speech, prompt, prompt_embeds, tuple(decoder_lengths))
+    for spec in layout.of_kind(STATELESS):
+        for case in tqdm(inp.cases_for(spec, context), desc=f"int8 floor {spec.name}", disable=not progress):
+            expected = reference_output(ref, spec, case.arrays)
+            actual = reference_output(qref, spec, case.arrays)
+            recorder.add(spec.name, "int8", spec.primary_output, case.label, actual, expected, gated=False)
+    _lm_rollouts(model, quantized, ref, prompt_embeds, steps, layout, recorder, progress)
     return {"model": str(model_dir), "steps": steps, "quantized_weights": n_weights,
             "rows": summarize(recorder.records, recorder.gates), "series": series(recorder.records)}
 
 
-def _lm_rollouts(model, quantized, ref, prompt_embeds, steps, max_context, recorder, progress) -> None:
+def _lm_rollouts(model, quantized, ref, prompt_embeds, steps, layout, recorder, progress) -> None:
+    from contract.components import LM_STEP
+
     from .references import LMStepReference, _t
     from .rollout import compare_caches, plan_rollouts
 
+    max_context = layout.max_context
+    lm_steps = {spec.name: spec for spec in layout.of_kind(LM_STEP)}
     rollouts = plan_rollouts(ref, prompt_embeds, steps, max_context)
     fp32, int8 = LMStepReference(model, max_context), LMStepReference(quantized, max_context)
     bar = tqdm(total=sum(r.end for r in rollouts), desc="int8 floor LM rollouts", unit="pos", disable=not progress)
@@ -104,16 +111,13 @@ def _lm_rollouts(model, quantized, ref, prompt_embeds, steps, max_context, recor
         for position in range(rollout.start, rollout.end):
             expected = fp32.step(rollout.embeds[position], position, bool(rollout.is_audio[position]))
             pos = torch.tensor([position])
-            base_in = _t(expected["base_lm_step"]["embed"])
-            residual_in = _t(expected["residual_lm_step"]["embed"])  # teacher-forced, as in the rollouts
-            got = {"base_lm_step": {"lm_hidden": quantized.base_lm.forward_step(base_in, pos).numpy()},
-                   "residual_lm_step": {"res_hidden": quantized.residual_lm.forward_step(residual_in, pos).numpy()}}
-            for component, outputs in got.items():
-                for output, actual in outputs.items():
-                    recorder.add(component, "int8", output, rollout.label, actual.reshape(-1),
-                                 expected[component][output].reshape(-1), step=position, gated=False)
-                worst, *_ = compare_caches(_caches_as_outputs(int8, component), fp32, component, position)
-                recorder.add(component, "int8", "caches", rollout.label, None, None, step=position, metrics=worst,
+            for spec in lm_steps.values():  # teacher-forced: each LM gets the reference's input, as in the rollouts
+                embed = _t(expected[spec.name][spec.embed_input])
+                actual = getattr(quantized, spec.parts[0]).forward_step(embed, pos).numpy()
+                recorder.add(spec.name, "int8", spec.primary_output, rollout.label, actual.reshape(-1),
+                             expected[spec.name][spec.primary_output].reshape(-1), step=position, gated=False)
+                worst, *_ = compare_caches(_caches_as_outputs(int8, spec), fp32, spec, position)
+                recorder.add(spec.name, "int8", "caches", rollout.label, None, None, step=position, metrics=worst,
                              gated=False)
             bar.update()
     bar.close()
@@ -129,14 +133,15 @@ def table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from patches.loading import CheckpointError
+    from checkpoint.loading import CheckpointError
     from contract.cli import OneLineParser, UsageError, fail
 
     parser = OneLineParser(prog="python -m validate.int8_floor", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="checkpoint directory or Hugging Face id")
     parser.add_argument("--revision", default=None)
     parser.add_argument("--steps", type=int, default=16, help="rollout steps per start position (default 16)")
-    parser.add_argument("--max-context", type=int, default=512, help="the converted max context (default 512)")
+    parser.add_argument("--max-context", type=int, default=MAX_CONTEXT,
+                        help=f"the converted max context (default {MAX_CONTEXT})")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     try:
         args = parser.parse_args(argv)

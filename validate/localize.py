@@ -157,23 +157,22 @@ def describe(result: dict) -> str:
     return text
 
 
-def torch_args(iface, arrays: dict) -> tuple:
-    """The package's inputs as torch tensors, in interface order, as the converted model sees
-    them (validate.inputs.as_declared)."""
-    from .inputs import as_declared
+def torch_args(spec, arrays: dict) -> tuple:
+    """The package's inputs as torch tensors, in declaration order, as the converted model sees
+    them (validate.cases.as_declared)."""
+    from .cases import as_declared
 
-    declared = as_declared(arrays, iface)
-    return tuple(torch.from_numpy(np.ascontiguousarray(declared[spec.name])) for spec in iface.inputs)
+    declared = as_declared(arrays, spec)
+    return tuple(torch.from_numpy(np.ascontiguousarray(declared[t.name])) for t in spec.inputs)
 
 
-def localize_component(patched_model, iface, package, arrays: dict, gate, max_context: int) -> dict:
-    """Localise `package` (component `iface.name`) on `arrays` against the patched torch module."""
-    from convert.components import build_wrapper
+def localize_component(patched_model, spec, package, arrays: dict, gate) -> dict:
+    """Localise `package` (component `spec`) on `arrays` against the patched torch module it was converted from."""
+    from patches.modules import build
 
-    context = iface.extra.get("max_context", max_context) if iface.extra else 0
-    module = build_wrapper(iface.name, patched_model, context)
-    result = localize(package, module, torch_args(iface, arrays), arrays, gate.rel_l2, gate.corr)
-    position = arrays.get("position")
+    module = build(spec, patched_model)
+    result = localize(package, module, torch_args(spec, arrays), arrays, gate.rel_l2, gate.corr)
+    position = arrays.get(spec.position_input) if spec.position_input else None
     if position is not None:
         result["position"] = int(np.asarray(position).reshape(-1)[0])
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-AUDIO_START_TOKEN = 101
+from contract.components import CACHE_KINDS
 
 
 def _np(tensor) -> np.ndarray:
@@ -126,11 +126,11 @@ class LMStepReference:
                                  "stop_logit": _np(stop)},
                 "residual_lm_step": {"embed": _np(residual_in), "res_hidden": _np(res_hidden)}}
 
-    def caches(self, component: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(k per layer, v per layer), views [1, kv_heads, max_length, D] of voxcpm's StaticKVCache."""
-        lm = self.model.base_lm if component == "base_lm_step" else self.model.residual_lm
-        cache = lm.kv_cache.kv_cache
-        return [cache[0, i] for i in range(cache.shape[1])], [cache[1, i] for i in range(cache.shape[1])]
+    def caches(self, spec) -> list[torch.Tensor]:
+        """The LM step's caches in its declaration's slot order (`CacheSpec.slots`): views
+        [1, kv_heads, max_length, D] of the StaticKVCache of the LM its declaration names first."""
+        cache = getattr(self.model, spec.parts[0]).kv_cache.kv_cache   # [2 (k, v), layers, 1, heads, L, D]
+        return [cache[CACHE_KINDS.index(kind), i] for kind, i in spec.caches.slots()]
 
 
 class FSQReference:

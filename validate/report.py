@@ -6,27 +6,22 @@ end-to-end section later (the ASR check) without rerunning anything.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from contract import artifacts
+from contract.atomic import write_json_atomically, write_text_atomically
 
 from . import plots
 
-REPORT_DIR = "validation"
 E2E_PLACEHOLDER = {"status": "not run", "note": "end-to-end ASR check (validate/asr) fills this section"}
 
 
 def report_dir(out: Path) -> Path:
-    return Path(out) / REPORT_DIR
+    return artifacts.report_dir(out)
 
 
 def _json_ready(results: dict) -> dict:
     return {k: v for k, v in results.items() if not k.startswith("_")}
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def write_report(out_dir, results: dict, e2e: dict | None = None) -> dict:
@@ -48,8 +43,8 @@ def write_report(out_dir, results: dict, e2e: dict | None = None) -> dict:
             written["plots"]["vae_round_trip"] = path.name
     if written["plots"] or "plots" not in results:
         results["plots"] = {**results.get("plots", {}), **written["plots"]}
-    _write(out_dir / "report.json", json.dumps(_json_ready(results), indent=1, default=str) + "\n")
-    _write(out_dir / "report.md", markdown(results))
+    write_json_atomically(out_dir / "report.json", _json_ready(results), indent=1)
+    write_text_atomically(out_dir / "report.md", markdown(results))
     written.update(json=str(out_dir / "report.json"), markdown=str(out_dir / "report.md"))
     return written
 
@@ -99,6 +94,9 @@ def markdown(results: dict) -> str:
              ("" if results.get("passed") else f" — {results.get('failure', '')}"), "",
              f"- converted packages: `{results.get('out', '?')}`",
              f"- backend: `{results.get('backend', '?')}` (reference: unpatched voxcpm in FP32 on the CPU)",
+             f"- interface: the `{results.get('layout', 'published')}` layout, declared from "
+             f"{(results.get('declaration') or {}).get('source', '?')}",
+             *[f"- not checked: {note}" for note in (results.get("declaration") or {}).get("unknown", [])],
              "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
              f"- wall time: {results.get('wall_seconds', 0):.1f} s",
              "- gates: " + "; ".join(f"{p}: corr ≥ {g['corr']}, rel-L2 ≤ {g['rel_l2']}"

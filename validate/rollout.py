@@ -1,6 +1,6 @@
 """Teacher-forced LM rollouts: converted base/residual steps vs voxcpm's own decode loop.
 
-A rollout is a real prefill (text tokens x scale, the audio-start token 101, prompt patches of
+A rollout is a real prefill (text tokens x scale, the audio-start token, prompt patches of
 the speech clip through feat_encoder + enc_to_lm_proj) continued with more speech patches. The
 torch reference prefills positions 0..start-1 as voxcpm does (full forward, `fill_caches`), then
 steps with its own StaticKVCache; the converted step joins at `start` with the reference's caches (fp16-rounded by the runtime) and from then on is fed
@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from contract.defaults import AUDIO_START_TOKEN
 from runtime.metrics import compare
 
-from .inputs import LONG_TEXT, SHORT_TEXT
-from .metrics import Recorder, stop_agreement, worst_of
+from .cases import LONG_TEXT, SHORT_TEXT
+from .records import Recorder, stop_agreement, worst_of
 
 LONG_START = 300
 
@@ -44,7 +45,7 @@ def _audio_tail(prompt_embeds: np.ndarray, count: int) -> np.ndarray:
 
 
 def _sequence(ref, text_tokens: list[int], prompt_embeds: np.ndarray, length: int):
-    tokens = text_tokens + [101]
+    tokens = text_tokens + [AUDIO_START_TOKEN]
     text = ref.embed_tokens(tokens)
     audio = _audio_tail(prompt_embeds, length - len(tokens))
     embeds = np.concatenate([text, audio])[:length]
@@ -64,32 +65,30 @@ def plan_rollouts(ref, prompt_embeds: np.ndarray, steps: int, max_context: int) 
         long_tokens = ref.tokens(LONG_TEXT)
         while len(long_tokens) < start + 2:
             long_tokens = long_tokens + long_tokens
-        long_tokens = long_tokens[:start + 2]  # text, then 101 and speech, inside the compared steps
+        long_tokens = long_tokens[:start + 2]  # text, then audio-start and speech, inside the compared steps
         embeds, is_audio = _sequence(ref, long_tokens, prompt_embeds, start + steps)
         rollouts.append(Rollout(f"long prefill from {start}", embeds, is_audio, start, steps))
     return rollouts
 
 
-def _initial_caches(ref_steps, component: str, max_context: int) -> dict:
-    ks, vs = ref_steps.caches(component)
-    caches = {f"k{i}": k[:, :, :max_context].numpy().copy() for i, k in enumerate(ks)}
-    caches.update({f"v{i}": v[:, :, :max_context].numpy().copy() for i, v in enumerate(vs)})
-    return caches
+def _initial_caches(ref_steps, spec, max_context: int) -> dict:
+    """The reference's caches under the step's input names (before it writes the current position)."""
+    caches = ref_steps.caches(spec)
+    return {spec.caches.input_name(kind, i): cache[:, :, :max_context].numpy().copy()
+            for (kind, i), cache in zip(spec.caches.slots(), caches)}
 
 
-def compare_caches(out: dict, ref_steps, component: str, position: int) -> tuple[dict, str, float, str]:
+def compare_caches(out: dict, ref_steps, spec, position: int) -> tuple[dict, str, float, str]:
     """(worst metrics over caches, worst cache name, largest value beyond position, where)."""
-    ks, vs = ref_steps.caches(component)
     metrics, names, tail, tail_at = [], [], 0.0, ""
-    for kind, refs in (("k", ks), ("v", vs)):
-        for i, expected in enumerate(refs):
-            name = f"out_{kind}{i}"
-            actual = out[name]
-            metrics.append(compare(actual[:, :, :position + 1], expected[:, :, :position + 1].numpy()))
-            names.append(name)
-            beyond = float(np.abs(actual[:, :, position + 1:]).max()) if actual.shape[2] > position + 1 else 0.0
-            if beyond > tail:
-                tail, tail_at = beyond, name
+    for (kind, i), expected in zip(spec.caches.slots(), ref_steps.caches(spec)):
+        name = spec.caches.output_name(kind, i)
+        actual = out[name]
+        metrics.append(compare(actual[:, :, :position + 1], expected[:, :, :position + 1].numpy()))
+        names.append(name)
+        beyond = float(np.abs(actual[:, :, position + 1:]).max()) if actual.shape[2] > position + 1 else 0.0
+        if beyond > tail:
+            tail, tail_at = beyond, name
     worst = int(np.argmax([m["rel_l2"] - m["corr"] for m in metrics]))
     return worst_of(metrics), names[worst], tail, tail_at
 
@@ -97,15 +96,16 @@ def compare_caches(out: dict, ref_steps, component: str, position: int) -> tuple
 class _Follower:
     """One converted LM step package following the reference through a rollout."""
 
-    def __init__(self, component: str, precision: str, model, recorder: Recorder, rollout: Rollout, fsq):
-        self.component, self.precision, self.model, self.recorder = component, precision, model, recorder
+    def __init__(self, spec, precision: str, model, recorder: Recorder, rollout: Rollout, fsq):
+        self.spec, self.component = spec, spec.name
+        self.precision, self.model, self.recorder = precision, model, recorder
         self.rollout, self.fsq, self.caches = rollout, fsq, None
         self.stops, self.torch_stops, self.expected_stops = [], [], []
         self.tail_failure = None
 
     def seed(self, ref_steps, max_context: int) -> None:
         """Join the rollout with the reference's caches (before it writes the current position)."""
-        self.caches = _initial_caches(ref_steps, self.component, max_context)
+        self.caches = _initial_caches(ref_steps, self.spec, max_context)
 
     def _add(self, output, actual, expected, position, **kwargs) -> dict:
         return self.recorder.add(self.component, self.precision, output, self.rollout.label,
@@ -127,19 +127,21 @@ class _Follower:
         return records
 
     def step(self, position: int, reference: dict, ref_steps) -> None:
-        inputs = {"embed": reference["embed"], "position": np.array([position], np.int32), **self.caches}
+        spec = self.spec
+        inputs = {spec.embed_input: reference[spec.embed_input],
+                  spec.position_input: np.array([position], np.int32), **self.caches}
         out = self.model.predict(inputs)
-        if self.component == "base_lm_step":
+        if spec.has_output("stop_logit"):  # the base LM: FSQ and the stop head on top of its hidden
             records = self._base_outputs(out, reference, position)
         else:
-            records = [self._add("res_hidden", out["res_hidden"], reference["res_hidden"], position)]
-        worst, which, tail, tail_at = compare_caches(out, ref_steps, self.component, position)
+            records = [self._add(name, out[name], reference[name], position) for name in spec.head_outputs()]
+        worst, which, tail, tail_at = compare_caches(out, ref_steps, spec, position)
         records.append(self.recorder.add(self.component, self.precision, "caches", self.rollout.label, None, None,
                                          step=position, detail=which, metrics=worst))
         if tail > 0 and self.tail_failure is None:
             self.tail_failure = f"{tail_at} holds {tail:.3g} beyond position {position} ({self.rollout.label})"
         self.recorder.witness(self.component, self.precision, inputs, records)
-        self.caches = {name[len("out_"):]: out[name] for name in out if name.startswith("out_")}
+        self.caches = {name: out[spec.caches.output_for(name)] for name in spec.caches.input_names()}
 
     def finish(self, margin: float) -> None:
         """Stop logits over the whole rollout (two numbers a step), and the stop decisions."""
@@ -159,9 +161,9 @@ class _Follower:
                             self.tail_failure is None, self.tail_failure or "")
 
 
-def run_rollouts(ref, rollouts: list[Rollout], models: dict, recorder: Recorder, max_context: int,
+def run_rollouts(ref, rollouts: list[Rollout], models: list, recorder: Recorder, max_context: int,
                  progress: bool = True) -> None:
-    """models: {(component, precision): runtime model} for base_lm_step / residual_lm_step."""
+    """models: [(LM step spec, precision, runtime model)]."""
     from .references import FSQReference
 
     ref_steps = ref.lm_steps(max_context)
@@ -170,7 +172,7 @@ def run_rollouts(ref, rollouts: list[Rollout], models: dict, recorder: Recorder,
     bar = tqdm(total=total, desc=f"{'LM rollouts':<18}", unit="pos", disable=not progress, leave=True)
     for rollout in rollouts:
         ref_steps.reset()
-        followers = [_Follower(c, p, m, recorder, rollout, fsq) for (c, p), m in models.items()]
+        followers = [_Follower(spec, p, m, recorder, rollout, fsq) for spec, p, m in models]
         if rollout.start > 0:  # voxcpm's own prefill up to the first compared position
             ref_steps.prefill(rollout.embeds[:rollout.start], rollout.is_audio[:rollout.start])
             bar.update(rollout.start)

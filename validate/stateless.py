@@ -4,36 +4,29 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from .inputs import as_declared
-from .metrics import Recorder
-
-OUTPUT = {"audio_vae_encoder": "latent", "audio_vae_decoder": "audio", "feat_encoder": "embedding",
-          "locdit_step": "velocity"}
+from .cases import as_declared
+from .records import Recorder
 
 
-def reference_output(ref, component: str, arrays: dict) -> np.ndarray:
-    if component == "audio_vae_encoder":
-        return ref.vae_encode(arrays["audio"])
-    if component == "audio_vae_decoder":
-        return ref.vae_decode(arrays["latent"])
-    if component == "feat_encoder":
-        return ref.feat_encode(arrays["feat"])
-    return ref.locdit(arrays["x"], arrays["mu"], arrays["t"], arrays["cond"], arrays["dt"])
+def reference_output(ref, spec, arrays: dict) -> np.ndarray:
+    """The torch reference's output for the component's inputs: the reference method its declaration names,
+    fed the inputs in declaration order."""
+    return getattr(ref, spec.reference)(*(arrays[t.name] for t in spec.inputs))
 
 
-def run_cases(component: str, cases, ref, models: dict, recorder: Recorder, iface, progress: bool = True) -> None:
+def run_cases(spec, cases, ref, models: dict, recorder: Recorder, progress: bool = True) -> None:
     """Every case through torch and through each precision's converted package.
 
     Torch gets the inputs as the package sees them (fp16-declared inputs rounded), so the gated
     rows measure the conversion; what the fp16 inputs themselves cost (the published interface
     declares every float input fp16) is reported beside them, not gated.
     """
-    name = OUTPUT[component]
+    component, name = spec.name, spec.primary_output
     bar = tqdm(total=len(cases) * len(models), desc=f"{component:<18}", unit="run", disable=not progress,
                leave=True)
     for case in cases:
-        expected = reference_output(ref, component, as_declared(case.arrays, iface))
-        exact = reference_output(ref, component, case.arrays)
+        expected = reference_output(ref, spec, as_declared(case.arrays, spec))
+        exact = reference_output(ref, spec, case.arrays)
         # the same for every precision: listed once, under the first
         recorder.add(component, next(iter(models)), f"{name} (torch: fp16 inputs vs exact, not gated)", case.label,
                      expected, exact, gated=False)

@@ -14,15 +14,12 @@ from pathlib import Path
 
 WEIGHT_CONSUMERS = {"linear": "weight", "conv": "weight", "conv_transpose": "weight"}
 PASSTHROUGH_OPS = {"identity", "cast"}
-LM_STEPS = ("base_lm_step", "residual_lm_step")
 
 
-def load_function(package: Path):
-    from runtime.mil import loader
+def load_function(package: Path, name: str | None = None):
+    from runtime.mil.loader import pick_function, read_program
 
-    model, spec = loader.load_spec(package)
-    program = loader.load_program(model, spec)
-    return loader.pick_function(program)[1]
+    return pick_function(read_program(package), name)[1]
 
 
 def _vars(value):
@@ -78,8 +75,8 @@ def quantized_weights(function) -> int:
                if child.inputs.get(WEIGHT_CONSUMERS.get(child.op_type, "")) is var)
 
 
-def check_package(component: str, package: Path, precision: str) -> list[dict]:
-    """[{check, passed, detail}] for one package."""
+def check_package(spec, package: Path, precision: str) -> list[dict]:
+    """[{check, passed, detail}] for the package of component `spec` (its declaration)."""
     function = load_function(package)
     bad = quantized_non_weights(function)
     results = [{"check": "only linear/conv weights are quantized", "passed": not bad,
@@ -88,18 +85,19 @@ def check_package(component: str, package: Path, precision: str) -> list[dict]:
         count = quantized_weights(function)
         results.append({"check": "int8 package has quantized weights", "passed": count > 0,
                         "detail": f"{count} linear/conv weights quantized"})
-    if component in LM_STEPS:
-        results += _cache_checks(function)
+    if spec.caches is not None:
+        results += _cache_checks(function, spec)
     return results
 
 
-def _cache_checks(function) -> list[dict]:
+def _cache_checks(function, spec) -> list[dict]:
     deps = input_dependencies(function)
     inputs = set(function.inputs)
-    cache_outputs = [v for v in function.outputs if v.name.startswith(("out_k", "out_v"))]
+    wanted = set(spec.caches.output_names())
+    cache_outputs = [v for v in function.outputs if v.name in wanted]
     blind, passthrough = [], []
     for var in cache_outputs:
-        missing = {"position", "embed"} - deps.get(var.name, frozenset())
+        missing = {spec.position_input, spec.embed_input} - deps.get(var.name, frozenset())
         if missing:
             blind.append(f"{var.name} ignores {', '.join(sorted(missing))}")
         source = passthrough_source(var, inputs)
@@ -108,7 +106,7 @@ def _cache_checks(function) -> list[dict]:
     return [
         {"check": "cache outputs depend on position and embed", "passed": bool(cache_outputs) and not blind,
          "detail": "; ".join(blind[:4]) + (f" and {len(blind) - 4} more" if len(blind) > 4 else "")
-         if cache_outputs else "no out_k*/out_v* outputs"},
+         if cache_outputs else f"none of the declared cache outputs ({spec.caches.output_names()[0]}, ...)"},
         {"check": "no cache output is a passthrough of its input", "passed": not passthrough,
          "detail": "; ".join(passthrough[:4]) + (f" and {len(passthrough) - 4} more" if len(passthrough) > 4 else "")},
     ]

@@ -38,3 +38,9 @@ def pick_function(program, name=None):
     if name not in funcs:
         raise ValueError(f"function {name!r} not in program; it has {sorted(funcs)}")
     return name, funcs[name]
+
+
+def read_program(path):
+    """The PyMIL Program of the .mlpackage at `path` (every function, weights read): the one way
+    the toolkit reads a saved program back."""
+    return load_program(*load_spec(path))

@@ -24,9 +24,9 @@ def tiny_config(tiny_dir) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_interfaces(tiny_config):
-    from convert.interface import interfaces
+    from contract.published import declare
 
-    return interfaces(tiny_config)
+    return declare(tiny_config)
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def run_convert(*args, env_extra=None, timeout=600) -> subprocess.CompletedProce
 
 def artifact_hashes(out: Path) -> dict[str, str]:
     """sha256 of every package and constants directory under OUT (not the manifest)."""
-    from convert.artifacts import tree_sha256
+    from convert.hashing import tree_sha256
 
     found = {}
     for sub in ("fp16", "int8"):

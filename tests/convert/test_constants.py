@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from convert.constants import PROJECTIONS
+from contract.artifacts import PROJECTIONS
 
 NAMES = ["embed_tokens"] + [f"{p}_{s}" for p in PROJECTIONS for s in ("w", "b")]
 

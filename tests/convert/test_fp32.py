@@ -5,11 +5,11 @@ import coremltools as ct
 import numpy as np
 import pytest
 
-from convert.artifacts import tree_sha256
+from convert.hashing import tree_sha256
 from convert.check_specs import check_out, compare, spec_interface
 from convert.cli import build_parser, parse_settings
-from convert.interface import COMPONENTS, interfaces
-from convert.quantize import load_program
+from contract.published import COMPONENTS, declare as interfaces
+from runtime.mil.loader import read_program as load_program
 
 FP32, INT32 = 65568, 131104
 

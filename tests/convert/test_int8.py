@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from convert.interface import COMPONENTS
-from convert.quantize import DEQUANTIZE_OPS, QUANTIZED_OP_TYPES, WEIGHT_THRESHOLD, load_program
+from contract.published import COMPONENTS
+from convert.quantize import DEQUANTIZE_OPS, QUANTIZED_OP_TYPES, WEIGHT_THRESHOLD
+from runtime.mil.loader import read_program as load_program
 
 WEIGHTED_OPS = set(QUANTIZED_OP_TYPES)
 

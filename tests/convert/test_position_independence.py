@@ -1,13 +1,14 @@
 """The traced LM steps (the graphs that are converted) are not baked to the example position.
 
-The trace is made exactly as conversion makes it (convert.components); then the traced module
+The trace is made exactly as conversion makes it (convert.converters); then the traced module
 and the eager module each run 10 steps from empty caches at positions other than the example,
 feeding their own caches forward, and must agree on every output and every cache.
 """
 import pytest
 import torch
 
-from convert.components import EXAMPLE_POSITION, build_wrapper, examples, trace
+from convert.converters import EXAMPLE_POSITION, examples, trace
+from patches.modules import build
 
 POSITIONS = [0, 1, 2, 4, 5, 17, 100, 257, 400, 511]
 
@@ -15,7 +16,7 @@ POSITIONS = [0, 1, 2, 4, 5, 17, 100, 257, 400, 511]
 @pytest.fixture(scope="module")
 def patched_model(tiny_dir):
     from patches.apply import patch_model
-    from patches.loading import load_voxcpm
+    from checkpoint.loading import load_voxcpm
 
     return patch_model(load_voxcpm(tiny_dir))
 
@@ -23,10 +24,10 @@ def patched_model(tiny_dir):
 @pytest.mark.parametrize("name", ["base_lm_step", "residual_lm_step"])
 def test_traced_step_follows_position(patched_model, tiny_interfaces, name):
     iface = tiny_interfaces[name]
-    eager = build_wrapper(name, patched_model, iface.extra["max_context"])
+    eager = build(iface, patched_model)
     traced = trace(eager, examples(iface))
     assert EXAMPLE_POSITION not in POSITIONS
-    layers = iface.extra["layers"]
+    layers = iface.caches.layers
     cache_shape = iface.inputs[2].shape
     caches_eager = [torch.zeros(cache_shape) for _ in range(2 * layers)]
     caches_traced = [c.clone() for c in caches_eager]

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from convert.artifacts import FAIL_HOOK_ENV
+from contract.atomic import FAIL_HOOK_ENV
 
 from .conftest import ROOT, artifact_hashes, leftovers, run_convert
 
@@ -92,7 +92,7 @@ def test_force_redoes_the_chosen_components(tiny_dir, copy_of_out):
 def test_changed_weights_are_rebuilt(tiny_dir, copy_of_out, tmp_path):
     import shutil
 
-    from patches.fixture import build_fixture
+    from checkpoint.fixture import build_fixture
 
     other = build_fixture(tmp_path / "other", seed=5)
     result = run_convert("--model", other, "--out", copy_of_out, "--precision", "fp16", "--components", "locdit_step")

@@ -3,7 +3,7 @@ and returns outputs of the declared shapes; the fp16 LM step agrees with torch a
 import numpy as np
 import pytest
 
-from convert.interface import COMPONENTS
+from contract.published import COMPONENTS
 
 runtime = pytest.importorskip("runtime")
 
@@ -29,7 +29,7 @@ def _declared_output_shape(spec, frames, hop):
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 @pytest.mark.parametrize("name", COMPONENTS)
 def test_package_runs_in_interpreter(tiny_out, tiny_interfaces, tiny_config, name, precision):
-    from convert.interface import model_sizes
+    from contract.sizes import model_sizes
 
     hop = model_sizes(tiny_config).hop
     iface = tiny_interfaces[name]
@@ -48,14 +48,14 @@ def test_package_runs_in_interpreter(tiny_out, tiny_interfaces, tiny_config, nam
 def test_fp16_base_step_matches_torch_at_many_positions(tiny_out, tiny_interfaces, tiny_dir):
     import torch
 
-    from convert.components import build_wrapper
+    from patches.modules import build
     from patches.apply import patch_model
-    from patches.loading import load_voxcpm
+    from checkpoint.loading import load_voxcpm
 
     iface = tiny_interfaces["base_lm_step"]
-    eager = build_wrapper("base_lm_step", patch_model(load_voxcpm(tiny_dir)), 512)
+    eager = build(iface, patch_model(load_voxcpm(tiny_dir)))
     model = runtime.load(str(tiny_out / "fp16" / "base_lm_step.mlpackage"), backend="mil")
-    layers = iface.extra["layers"]
+    layers = iface.caches.layers
     names = [s.name for s in iface.inputs[2:]]
     caches = {n: np.zeros(iface.inputs[2].shape, np.float32) for n in names}
     torch_caches = [torch.zeros(iface.inputs[2].shape) for _ in names]

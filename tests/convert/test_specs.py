@@ -1,9 +1,9 @@
-"""Every converted tiny package declares exactly the interface of convert.interface."""
+"""Every converted tiny package declares exactly the interface its contract declaration gives."""
 import coremltools as ct
 import pytest
 
 from convert.check_specs import MACOS14_SPEC_VERSION, check_out, compare, spec_interface
-from convert.interface import COMPONENTS
+from contract.published import COMPONENTS
 
 FP16, INT32 = 65552, 131104
 
@@ -53,3 +53,20 @@ def test_manifest_records_every_artifact(tiny_out):
             assert entry["compiled"].endswith(".mlmodelc") or entry["compiled"] == "compile skipped: needs macOS"
         if key.startswith("int8/"):
             assert entry["weights"]["int8_weights"] > 0
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_every_tensor_and_package_is_described(tiny_out, tiny_interfaces, name, precision):
+    """What a developer sees in Xcode: each input and output's description, the package's author,
+    version, license and short description, all from the declaration."""
+    from runtime.package_info import read
+
+    package = read(tiny_out / precision / f"{name}.mlpackage")
+    declared = tiny_interfaces[name]
+    for tensor in declared.inputs + declared.outputs:
+        assert tensor.description and package.descriptions.get(tensor.name) == tensor.description, tensor.name
+    meta = package.metadata
+    assert meta["short_description"] == f"{declared.description} ({precision} weights)"
+    assert meta["author"].startswith("voxcpm-coreml") and meta["license"] and meta["version"]
+    assert (meta["voxcpm.component"], meta["voxcpm.precision"], meta["voxcpm.layout"]) == (name, precision, "published")

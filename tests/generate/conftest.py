@@ -28,16 +28,16 @@ def prompt7_wav(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ref_never(tiny_never_stop_dir):
-    from patches.loading import load_voxcpm
-    from patches.reference import ReferencePipeline
+    from checkpoint.loading import load_voxcpm
+    from reference.generator import ReferencePipeline
 
     return ReferencePipeline(load_voxcpm(tiny_never_stop_dir))
 
 
 @pytest.fixture(scope="session")
 def ref_stop(tiny_dir):
-    from patches.loading import load_voxcpm
-    from patches.reference import ReferencePipeline
+    from checkpoint.loading import load_voxcpm
+    from reference.generator import ReferencePipeline
 
     return ReferencePipeline(load_voxcpm(tiny_dir))
 

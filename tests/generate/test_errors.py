@@ -48,7 +48,7 @@ def _cases(out, prompts, tmp):
         "nan_prompt": (["--text", "Hi."] + bad("nan"), "NaN"),
         "prompt_text_without_audio": (["--text", "Hi.", "--prompt-text", "words"], "go together"),
         "prompt_audio_without_text": (["--text", "Hi.", "--prompt", str(prompts["good"])], "go together"),
-        "missing_artifacts": (["--text", "Hi.", "--artifacts", str(tmp / "nowhere")], "does not exist"),
+        "missing_artifacts": (["--text", "Hi.", "--out", str(tmp / "nowhere")], "does not exist"),
         "precision_not_converted": (["--text", "Hi.", "--precision", "int8"], "was not converted"),
         "unknown_option": (["--text", "Hi.", "--bogus"], "unrecognized arguments"),
         "good_prompt_but_output_dir_missing": (["--text", "Hi."] + prompt, "does not exist"),
@@ -66,7 +66,7 @@ def test_bad_input_is_one_line_and_writes_nothing(name, existing, never_out, bad
     wav = tmp_path / ("missing_dir/out.wav" if name.startswith("good_prompt") else "out.wav")
     if existing and wav.parent.is_dir():
         wav.write_bytes(b"previous content")
-    argv = ["--artifacts", str(never_out), "--precision", "fp16", "--backend", "mil", "--wav", str(wav),
+    argv = ["--out", str(never_out), "--precision", "fp16", "--backend", "mil", "--wav", str(wav),
             "--quiet", *args]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -80,7 +80,7 @@ def test_context_overflow_fails_before_any_model_work(never_out, bad_prompts):
     synth = Synthesizer(never_out, precision="fp16", backend="mil")
     with pytest.raises(GenerationError, match=r"context holds 512: shorten the text or prompt by \d+ positions"):
         synth.generate(LONG_TEXT)
-    assert not synth.models.calls and not synth.models._loaded
+    assert not synth.packages.calls and not synth.packages._loaded
 
 
 def _run_cli(*args, timeout=300):
@@ -91,7 +91,7 @@ def _run_cli(*args, timeout=300):
 
 def test_cli_process_error_has_no_traceback(never_out, bad_prompts, tmp_path):
     wav = tmp_path / "out.wav"
-    result = _run_cli("--artifacts", never_out, "--precision", "fp16", "--text", "Hi.", "--prompt",
+    result = _run_cli("--out", never_out, "--precision", "fp16", "--text", "Hi.", "--prompt",
                       bad_prompts["corrupt"], "--prompt-text", "words", "--wav", wav)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] and not wav.exists()
@@ -99,7 +99,7 @@ def test_cli_process_error_has_no_traceback(never_out, bad_prompts, tmp_path):
 
 def test_cli_writes_wav_and_stats(never_out, bad_prompts, tmp_path):
     wav, stats = tmp_path / "out.wav", tmp_path / "stats.json"
-    result = _run_cli("--artifacts", never_out, "--precision", "fp16", "--backend", "mil", "--text", "Hi there.",
+    result = _run_cli("--out", never_out, "--precision", "fp16", "--backend", "mil", "--text", "Hi there.",
                       "--prompt", bad_prompts["good"], "--prompt-text", "This is the prompt transcript.",
                       "--wav", wav, "--seed", "3", "--max-len", "3", "--stats", stats)
     assert result.returncode == 0, result.stderr
@@ -112,3 +112,13 @@ def test_cli_writes_wav_and_stats(never_out, bad_prompts, tmp_path):
     assert data["calls_per_generated_patch"]["locdit_step"] == 9
     assert "real-time factor" in result.stdout and f"wav: {wav}" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.wav", "stats.json"]  # no temporaries left
+
+
+def test_old_artifacts_flag_still_works_and_says_it_is_deprecated(never_out, tmp_path, capsys):
+    """--artifacts was generate's name for what every other command calls --out."""
+    wav = tmp_path / "out.wav"
+    argv = ["--artifacts", str(never_out / "nowhere"), "--precision", "fp16", "--wav", str(wav), "--text", "Hi."]
+    assert main(argv) == 2  # the alias reached --out: that directory does not exist
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "warning: --artifacts is deprecated: use --out"
+    assert err[-1].startswith("error: artifact directory") and "nowhere" in err[-1]

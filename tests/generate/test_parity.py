@@ -1,7 +1,7 @@
-"""The Core ML generator reproduces patches.reference.ReferencePipeline, with identical noise.
+"""The Core ML generator reproduces reference.generator.ReferencePipeline, with identical noise.
 
 Two comparisons per case:
-- logic: the generator's own code driving the FP32 torch components (tests/generate/torch_models.py)
+- logic: the Core ML steps' own code driving the FP32 torch components (tests/generate/torch_models.py)
   must give the reference's patches to float32 rounding — this isolates the pipeline (tokens,
   prompt windows, prefill, sampler, stop and length rules, decoding context) from conversion error;
 - Core ML: the same code driving the FP32 reference build (`python -m convert --precision fp32`:
@@ -69,8 +69,8 @@ def _generate(synth, kwargs):
 @pytest.mark.parametrize("name", CASES)
 def test_logic_parity_with_torch_components(name, request):
     want, checkpoint, out, kwargs = _case(name, request)
-    synth = Synthesizer(out, precision="fp32", backend="mil", interpreter_precision="fp32")
-    synth.models = TorchModels(checkpoint)
+    synth = Synthesizer(out, precision="fp32", backend="mil", compute="fp32")
+    synth.steps.packages = TorchModels(checkpoint, synth.steps.layout)
     got = _generate(synth, kwargs)
     assert got.latents.shape == want.latents.shape
     assert got.prefill_length == want.prefill_length
@@ -80,7 +80,7 @@ def test_logic_parity_with_torch_components(name, request):
 
 def _coreml_run(name, request, precision):
     want, _, out, kwargs = _case(name, request, precision)
-    synth = Synthesizer(out, precision=precision, backend="mil", interpreter_precision="fp32")
+    synth = Synthesizer(out, precision=precision, backend="mil", compute="fp32")
     got = _generate(synth, kwargs)
     latent_error, audio_error = rel_l2(got.latents, want.latents), rel_l2(got.audio, want.audio)
     print(f"\n{name} ({precision} packages): {got.latents.shape[0]} patches (reference {want.latents.shape[0]}), "
@@ -107,7 +107,7 @@ def test_coreml_parity_fp32_interpreter(name, request):
 
 
 def test_fp16_interpreter_gives_finite_audio_of_the_right_length(never_out):
-    synth = Synthesizer(never_out, precision="fp16", backend="mil", interpreter_precision="fp16")
+    synth = Synthesizer(never_out, precision="fp16", backend="mil", compute="fp16")
     audio, rate, stats = synth.synthesize("Hello, this is a test.", seed=0, max_len=5)
     assert rate == 44100 and audio.dtype == np.float32
     assert audio.shape == (5 * 4 * 1764,) and np.isfinite(audio).all() and np.abs(audio).max() <= 1
@@ -119,8 +119,8 @@ def test_bad_case_retry_matches_reference(ref_never, tiny_never_stop_dir, never_
     each drawing fresh noise from the same sequence, counting the prompt context as voxcpm does."""
     torch_noise, numpy_noise = shared_noise(2, count=200)
     want = ref_never.generate("Hi.", retry_badcase=True, noise=torch_noise)
-    synth = Synthesizer(never_out, precision="fp16", backend="mil", interpreter_precision="fp32")
-    synth.models = TorchModels(tiny_never_stop_dir)
+    synth = Synthesizer(never_out, precision="fp16", backend="mil", compute="fp32")
+    synth.steps.packages = TorchModels(tiny_never_stop_dir, synth.steps.layout)
     got = synth.generate("Hi.", retry_badcase=True, noise=numpy_noise)
     assert got.retries == want.retries == 2 and got.stats["generated_patches"] == 3 * got.latents.shape[0]
     assert got.latents.shape == want.latents.shape and rel_l2(got.latents, want.latents) <= LOGIC_TOLERANCE

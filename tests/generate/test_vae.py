@@ -14,7 +14,7 @@ ENCODER_RATES, DECODER_RATES = [2, 3, 6, 7, 7], [7, 7, 6, 3, 2]
 
 @pytest.fixture(scope="module")
 def vae(ref_never):
-    return ref_never.vae_encoder.eval(), ref_never.vae_decoder.eval()
+    return ref_never.steps.vae_encoder.eval(), ref_never.steps.vae_decoder.eval()
 
 
 def _torch_run(module):
@@ -40,8 +40,8 @@ def test_plan_covers_every_frame_once():
 def vae64(tiny_never_stop_dir):
     """A private float64 copy: float32 rounding would hide how small the far-context effect gets."""
     from patches.apply import patch_model
-    from patches.components import AudioVAEDecoder, AudioVAEEncoder
-    from patches.loading import load_voxcpm
+    from patches.modules import AudioVAEDecoder, AudioVAEEncoder
+    from checkpoint.loading import load_voxcpm
 
     model = patch_model(load_voxcpm(tiny_never_stop_dir))
     return AudioVAEEncoder(model).double().eval(), AudioVAEDecoder(model).double().eval()
@@ -105,14 +105,14 @@ def test_coreml_prompt_encoding_matches_reference(tiny_never_stop_fp32, ref_neve
     against the reference's whole-signal torch encoding of a 7 s prompt."""
     from generate import Synthesizer
 
-    synth = Synthesizer(tiny_never_stop_fp32, precision="fp32", backend="mil", interpreter_precision="fp32")
+    synth = Synthesizer(tiny_never_stop_fp32, precision="fp32", backend="mil", compute="fp32")
     audio = synth.load_prompt_audio(prompt7_wav)
     assert np.array_equal(audio, ref_never.load_prompt_audio(prompt7_wav))
     ours = synth.encode_prompt(audio)
-    want = ref_never.encode_prompt(audio).numpy()
+    want = np.asarray(ref_never.encode_prompt(audio))
     error = rel_l2(ours, want)
-    print(f"prompt latents (7 s, {want.shape[0]} patches, {synth.models.calls['audio_vae_encoder']} windows): "
+    print(f"prompt latents (7 s, {want.shape[0]} patches, {synth.packages.calls['audio_vae_encoder']} windows): "
           f"rel-L2 {error:.2e}")
     # fp32 weights and compute: what is left is the conversion itself; windowing adds nothing
     # (test_windowed_encoding_equals_whole_signal: <= 1e-5)
-    assert synth.models.calls["audio_vae_encoder"] == 2 and error <= FP32_BUILD_TOLERANCE
+    assert synth.packages.calls["audio_vae_encoder"] == 2 and error <= FP32_BUILD_TOLERANCE

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from patches.apply import patch_audio_vae, patch_minicpm, patch_model
-from patches.components import AudioVAEDecoder, AudioVAEEncoder, BaseLMStep, FeatEncoder, LocDiTStep, \
+from patches.modules import AudioVAEDecoder, AudioVAEEncoder, BaseLMStep, FeatEncoder, LocDiTStep, \
     ResidualLMStep
 from patches.kv_cache import inplace_write, scatter_write
 from patches.lm import empty_caches
-from patches.loading import load_voxcpm
+from checkpoint.loading import load_voxcpm
 from patches.rope import rope_tables
 from tests.helpers import max_rel_error
 
@@ -143,8 +143,8 @@ def test_mup_off_is_honoured(tiny_no_mup_dir):
 # ----------------------------------------------------------------- full 1.5 layer sizes
 @pytest.fixture(scope="module")
 def full_lm_config():
-    from patches.fixture import make_config
-    from patches.compat import import_voxcpm
+    from checkpoint.fixture import make_config
+    from checkpoint.compat import import_voxcpm
 
     config = import_voxcpm().VoxCPMConfig.model_validate(make_config(full=True, vocab_size=73448))
     lm = config.lm_config.model_copy(deep=True)

@@ -1,6 +1,6 @@
 """One tiny-fixture conversion (fp16 and int8) and one validation run per test session.
 
-tiny_gates.json loosens the default gates for two int8 cases on the tiny fixture only (random
+validate/gates/tiny.json loosens the default gates for two int8 cases on the tiny fixture only (random
 weights of small width quantize worse): locdit_step (2.6e-2 rel-L2) and feat_encoder (2.2e-2).
 Since LocDiT's timestep embedding is kept in fp32 (TRIALS.md), its fp16 velocity passes the default
 gate (4.5e-3). test_report.py checks that the default gates flag these and nothing else.
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-TINY_GATES = HERE / "tiny_gates.json"
+ROOT = Path(__file__).resolve().parents[2]
+TINY_GATES = ROOT / "validate" / "gates" / "tiny.json"
 FAST = ["--steps", "8", "--decoder-lengths", "4,37", "--no-progress", "--no-e2e"]
 
 

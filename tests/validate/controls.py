@@ -22,19 +22,21 @@ def out_dir_with(root: Path, source_out: Path, precision: str, component: str, b
 
 
 def _lm_iface(checkpoint: Path, component: str):
-    from convert.interface import interfaces
+    from contract.published import declare
 
-    return interfaces(json.loads((Path(checkpoint) / "config.json").read_text()))[component]
+    return declare(json.loads((Path(checkpoint) / "config.json").read_text()))[component]
 
 
 def _convert(checkpoint: Path, component: str, wrap, path: Path) -> None:
-    from convert.components import build_wrapper, examples, quiet_coremltools, to_coreml, trace
+    from checkpoint.loading import load_voxcpm
+    from convert.converters import examples, to_coreml, trace
+    from contract.quiet import quiet_conversion_bars
     from patches.apply import patch_model
-    from patches.loading import load_voxcpm
+    from patches.modules import build
 
-    quiet_coremltools()
+    quiet_conversion_bars()
     iface = _lm_iface(checkpoint, component)
-    inner = build_wrapper(component, patch_model(load_voxcpm(checkpoint)), iface.extra["max_context"])
+    inner = build(iface, patch_model(load_voxcpm(checkpoint)))
     to_coreml(trace(wrap(inner), examples(iface)), iface).save(str(path))
 
 

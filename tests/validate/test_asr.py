@@ -17,6 +17,7 @@ from validate.asr import ct2, scoring, whisper_offline
 from validate.asr.whisper_offline import AsrModelError, BASE_DIMS, BASE_PARAMETERS
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+VALIDATE_DATA = Path(__file__).resolve().parents[2] / "validate" / "data"
 EN_TEXT = "Hello, this is a test of the voice cloning system."
 ZH_TEXT = "你好，这是一个语音合成的测试。"
 
@@ -99,10 +100,11 @@ def test_mandarin_clip_is_partly_recognised(model):
 
 
 def test_committed_clips_are_small_16bit_mono():
-    for name, rate in [("speech_en_16k.wav", 16_000), ("speech_zh_16k.wav", 16_000), ("speech_en_44k.wav", 44_100)]:
-        info = sf.info(DATA / name)
-        assert (info.samplerate, info.channels, info.subtype) == (rate, 1, "PCM_16"), name
-        assert (DATA / name).stat().st_size < 200 * 1024, name
+    for path, rate in [(DATA / "speech_en_16k.wav", 16_000), (DATA / "speech_zh_16k.wav", 16_000),
+                       (VALIDATE_DATA / "speech_en_44k.wav", 44_100)]:
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype) == (rate, 1, "PCM_16"), path.name
+        assert path.stat().st_size < 200 * 1024, path.name
 
 
 # ------------------------------------------------------------------------------------------ cache

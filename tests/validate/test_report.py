@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from validate.gates import load_gates
+from validate.gating import load_gates
 from validate.report import add_e2e
 
 COMPONENTS = {"audio_vae_encoder", "audio_vae_decoder", "feat_encoder", "base_lm_step", "residual_lm_step",

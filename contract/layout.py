@@ -1,0 +1,76 @@
+"""A layout: a named set of component declarations that together run VoxCPM 1.5 (the published one today).
+
+A new layout is one new module beside `contract/published.py` with `NAME`, `COMPONENTS` and
+`declare(config, max_context, float_dtype) -> Layout`, listed in `LAYOUTS`: conversion, the spec
+check and validation then follow the declaration; the generator needs one steps implementation.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, replace
+
+from .components import ComponentSpec
+
+LAYOUTS = ("published",)
+FLOAT_DTYPES = ("fp16", "fp32")    # fp16: the shipped interface; fp32: the reference build
+MACOS14_SPEC_VERSION = 8
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    description: str
+    components: tuple[ComponentSpec, ...]   # in conversion order
+    max_context: int
+    deployment_target: str = "macOS14"
+    spec_version: int = MACOS14_SPEC_VERSION
+
+    def __getitem__(self, component: str) -> ComponentSpec:
+        for spec in self.components:
+            if spec.name == component:
+                return spec
+        raise KeyError(f"layout {self.name!r} has no component {component!r}; it has {', '.join(self.names)}")
+
+    def __contains__(self, component: str) -> bool:
+        return component in self.names
+
+    def __iter__(self):
+        return iter(self.components)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.components)
+
+    def of_kind(self, kind: str) -> tuple[ComponentSpec, ...]:
+        return tuple(spec for spec in self.components if spec.kind == kind)
+
+    def with_float_dtype(self, dtype: str) -> "Layout":
+        if dtype not in FLOAT_DTYPES:
+            raise ValueError(f"unknown float dtype {dtype!r}: use fp16 or fp32")
+        if dtype == "fp16":
+            return self
+        return replace(self, components=tuple(c.with_float_dtype(dtype) for c in self.components))
+
+    def for_precision(self, precision: str) -> "Layout":
+        """The declaration packages of `precision` are held to: fp32 floats for the reference build."""
+        return self.with_float_dtype("fp32" if precision == "fp32" else "fp16")
+
+
+def _module(name: str):
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown layout {name!r}: use {', '.join(LAYOUTS)}")
+    return importlib.import_module(f"{__package__}.{name}")
+
+
+def component_names(name: str = "published") -> tuple[str, ...]:
+    """The components of layout `name`, in conversion order (no config needed)."""
+    return tuple(_module(name).COMPONENTS)
+
+
+def declare(config, name: str = "published", max_context: int | None = None,
+            float_dtype: str = "fp16") -> Layout:
+    """Layout `name` for the checkpoint whose config.json is `config` (a dict), or for a `ModelSizes`
+    (`contract.sizes.sizes_from_generation_config` gives those of a converted OUT)."""
+    module = _module(name)
+    kwargs = {} if max_context is None else {"max_context": max_context}
+    return module.declare(config, float_dtype=float_dtype, **kwargs)

@@ -1,0 +1,1 @@
+"""The FP32 PyTorch reference generator: the one generation loop driving the patched torch components."""
