@@ -93,7 +93,8 @@ def components(text: str | None, layout: str = DEFAULT_LAYOUT) -> tuple[str, ...
 
 def add_components(parser: argparse.ArgumentParser, default_help: str = "all") -> None:
     names = ",".join(component_names(DEFAULT_LAYOUT))
-    parser.add_argument("--components", default=None, help=f"comma-separated subset of {names} (default {default_help})")
+    parser.add_argument("--components", default=None,
+                        help=f"comma-separated subset of {names} (default {default_help})")
 
 
 # ----------------------------------------------------------------------------- one main()

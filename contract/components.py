@@ -96,7 +96,8 @@ class ComponentSpec:
     position_input: str | None = None          # LM steps: the int32 position input
     fp32_inputs: frozenset = frozenset()       # ops computed only from these inputs stay fp32 (see convert)
     reference: str = ""                        # validate.references.TorchReference method (stateless)
-    cases: str = ""                            # validate.cases builder of its inputs (stateless)
+    cases: str = ""                            # validate.cases builder of its inputs (stateless; default:
+                                               # random inputs at the declared shapes)
     notes: str = ""
 
     def input(self, name: str) -> TensorSpec:

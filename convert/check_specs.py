@@ -118,7 +118,8 @@ def _summary(spec: ComponentSpec) -> str:
 
 def main(argv=None) -> int:
     parser = cli.OneLineParser(prog="python -m convert.check_specs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", nargs="?", default=DEFAULT_OUT, help=f"a converted OUT directory (default {DEFAULT_OUT})")
+    parser.add_argument("out", nargs="?", default=DEFAULT_OUT,
+                        help=f"a converted OUT directory (default {DEFAULT_OUT})")
     parser.add_argument("--model", default=None, help="the checkpoint the packages were converted from (needed "
                                                       "when OUT has no manifest.json)")
     parser.add_argument("--revision", default=None, help="hub revision of --model")
@@ -154,7 +155,8 @@ def main(argv=None) -> int:
 
     from checkpoint.loading import CheckpointError
 
-    return cli.run(argv, parse, check, expected=(SpecCheckError, DeclarationError, CheckpointError, artifacts.ArtifactError))
+    return cli.run(argv, parse, check,
+                   expected=(SpecCheckError, DeclarationError, CheckpointError, artifacts.ArtifactError))
 
 
 if __name__ == "__main__":

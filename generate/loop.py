@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from contract.defaults import RETRY_MAX
+from contract.defaults import PROMPT_CONTEXT_PATCHES, RETRY_MAX
 
 from .audio import check_prompt, load_prompt
 from .errors import GenerationError
@@ -142,7 +142,7 @@ class Generator:
             prompt = (self.encode_prompt(prompt_audio) if has_prompt
                       else np.zeros((0, self.patch_size, self.feat_dim), np.float32))
         noise = noise or self.default_noise(seed)
-        keep = min(c.get("prompt_context_patches", 2), prompt.shape[0])
+        keep = min(c.get("prompt_context_patches", PROMPT_CONTEXT_PATCHES), prompt.shape[0])  # older configs lack it
         context = prompt[prompt.shape[0] - keep:]
         generated, calls = 0, Counter()
         for attempt in range(retry_max):

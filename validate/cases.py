@@ -191,9 +191,18 @@ def locdit_cases(ctx: CaseContext, spec) -> list[Case]:
     return cases
 
 
+def random_cases(ctx: CaseContext, spec, count: int = 3) -> list[Case]:
+    """What a component gets until it names a builder of real data: inputs drawn at the declared
+    shapes (flexible axes at their default), floats at unit scale, integers at 0."""
+    rng = np.random.default_rng(SEED + 4)
+    draw = lambda t: (np.zeros(t.shape, np.int32) if t.dtype == "int32"  # noqa: E731
+                      else rng.standard_normal(t.shape).astype(np.float32))
+    return [Case(f"random {i}", {t.name: draw(t) for t in spec.inputs}) for i in range(count)]
+
+
 def cases_for(spec, ctx: CaseContext) -> list[Case]:
-    """The cases of a stateless component: the builder its declaration names."""
-    builder = globals().get(spec.cases)
+    """The cases of a stateless component: the builder its declaration names, else random ones."""
+    builder = globals().get(spec.cases or "random_cases")
     if builder is None:
         raise KeyError(f"component {spec.name} names case builder {spec.cases!r}, which validate/cases.py lacks")
     return builder(ctx, spec)

@@ -12,12 +12,10 @@ differ here (outliers set the int8 scale), so measure on the checkpoint you gate
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 

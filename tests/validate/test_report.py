@@ -60,3 +60,19 @@ def test_e2e_section_can_be_filled_later(tiny_validation, validate_tiny_out, tmp
     report = json.loads((copy / "report.json").read_text())
     assert report["e2e"]["wer"] == 0.04 and report["passed"] is True
     assert "| a | 0.04 |" in (copy / "report.md").read_text()
+
+
+def test_a_component_without_a_case_builder_gets_random_inputs_at_its_declared_shapes(tiny_dir):
+    """A new stateless component needs no validate/cases.py edit to be validated."""
+    import dataclasses
+    import json
+
+    from contract.published import declare
+    from validate.cases import cases_for
+
+    spec = dataclasses.replace(declare(json.loads((tiny_dir / "config.json").read_text()))["locdit_step"], cases="")
+    cases = cases_for(spec, ctx=None)
+    assert len(cases) == 3
+    for case in cases:
+        assert {k: v.shape for k, v in case.arrays.items()} == {t.name: t.shape for t in spec.inputs}
+        assert all(v.dtype.name == "float32" and v.any() for v in case.arrays.values())
