@@ -37,15 +37,20 @@ def _channel(v, x):
     return np.reshape(v, (1, -1) + (1,) * (x.ndim - 2))
 
 
-@kernel("batch_norm")
-def batch_norm(a, op):
-    x = f32(a["x"])
-    y = (x - _channel(a["mean"], x)) / np.sqrt(_channel(a["variance"], x) + F32(a.get("epsilon", 1e-5)))
+def _scale_shift(y, a, x):
+    """The optional per-channel gamma and beta that batch_norm and instance_norm share."""
     if a.get("gamma") is not None:
         y = y * _channel(a["gamma"], x)
     if a.get("beta") is not None:
         y = y + _channel(a["beta"], x)
     return y
+
+
+@kernel("batch_norm")
+def batch_norm(a, op):
+    x = f32(a["x"])
+    y = (x - _channel(a["mean"], x)) / np.sqrt(_channel(a["variance"], x) + F32(a.get("epsilon", 1e-5)))
+    return _scale_shift(y, a, x)
 
 
 @kernel("instance_norm")
@@ -55,11 +60,7 @@ def instance_norm(a, op):
     mean = x.mean(axis=axes, keepdims=True)
     var = np.square(x - mean).mean(axis=axes, keepdims=True)
     y = (x - mean) / np.sqrt(var + F32(a.get("epsilon", 1e-5)))
-    if a.get("gamma") is not None:
-        y = y * _channel(a["gamma"], x)
-    if a.get("beta") is not None:
-        y = y + _channel(a["beta"], x)
-    return y
+    return _scale_shift(y, a, x)
 
 
 @kernel("l2_norm")
