@@ -1,16 +1,18 @@
 """What a converted component is, as data: its tensors, kind, caches and what conversion and validation need.
 
-One `ComponentSpec` per component and layout, built by a layout module (`contract/published.py`);
-convert, validate, generate and the tests read it, and nothing else spells a component's names.
+One `ComponentSpec` per component and layout, built by a layout module (`contract/published.py`,
+`contract/fast.py`); convert, validate, generate and the tests read it, and nothing else spells a
+component's names. A multifunction package (the fast layout's `lm`) is a `ComponentSpec` whose
+`functions` are `ComponentSpec`s themselves, sharing its weights and its states.
 Torch-free: the torch module and the validation reference are named here and resolved by the
 packages that own them (`patches.modules`, `validate.references`, `validate.cases`).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
-STATELESS, LM_STEP = "stateless", "lm_step"
-KINDS = (STATELESS, LM_STEP)
+STATELESS, LM_STEP, LM_STATES = "stateless", "lm_step", "lm_states"
+KINDS = (STATELESS, LM_STEP, LM_STATES)    # lm_states: both LMs, their KV caches as Core ML states
 CACHE_KINDS = ("k", "v")
 
 
@@ -34,9 +36,11 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class CacheSpec:
-    """The KV caches of an LM step: `layers` keys and values of `shape`, passed in and out as tensors.
+    """The KV caches of an LM: `layers` keys and values of `shape`.
 
-    Inputs are `{kind}{i}` (k0.., v0..), outputs `out_{kind}{i}`: the published interface's names.
+    Passed in and out as tensors (the published LM steps): inputs are `{kind}{i}` (k0.., v0..),
+    outputs `out_{kind}{i}`. Held as Core ML states (the fast layout): the states are the input
+    names, with a prefix per LM (`base_k0`, ...), and `lm` names the model part they belong to.
     """
 
     layers: int
@@ -44,6 +48,7 @@ class CacheSpec:
     dtype: str = "fp16"
     input_prefix: str = ""
     output_prefix: str = "out_"
+    lm: str = ""                   # states: the VoxCPMModel part ("base_lm", "residual_lm")
 
     @property
     def context(self) -> int:
@@ -77,6 +82,15 @@ class CacheSpec:
                                        f"[1, kv_heads, context, head_dim]; slots past the position are zero")
                 for name, (kind, i) in zip(names, self.slots())]
 
+    def states(self) -> list[TensorSpec]:
+        """The caches as Core ML states (always fp16: Core ML holds no other state type)."""
+        lm = self.lm.replace("_", " ").replace("lm", "LM")
+        return [TensorSpec(name, self.shape, "fp16",
+                           description=f"{'key' if kind == 'k' else 'value'} cache of layer {i} of the {lm} "
+                                       f"[1, kv_heads, context, head_dim] (keys after RoPE): each call writes the "
+                                       f"positions it covers; a slot is read only after it was written")
+                for name, (kind, i) in zip(self.input_names(), self.slots())]
+
 
 @dataclass(frozen=True)
 class ComponentSpec:
@@ -93,12 +107,15 @@ class ComponentSpec:
                                                # is its LM)
     caches: CacheSpec | None = None            # LM steps: caches in and out
     embed_input: str | None = None             # LM steps: the embedding of the position
-    position_input: str | None = None          # LM steps: the int32 position input
+    position_input: str | None = None          # LM steps: the int32 position input (lm_states: the first one)
     fp32_inputs: frozenset = frozenset()       # ops computed only from these inputs stay fp32 (see convert)
     reference: str = ""                        # validate.references.TorchReference method (stateless)
     cases: str = ""                            # validate.cases builder of its inputs (stateless; default:
                                                # random inputs at the declared shapes)
     notes: str = ""
+    state_caches: tuple[CacheSpec, ...] = ()   # lm_states: the caches held as Core ML states, one per LM
+    functions: tuple["ComponentSpec", ...] = ()  # a multifunction package: its functions (the first is the default)
+    options: dict = field(default_factory=dict)  # settings its torch module takes and its package records
 
     def input(self, name: str) -> TensorSpec:
         return next(t for t in self.inputs if t.name == name)
@@ -109,18 +126,35 @@ class ComponentSpec:
     def has_output(self, name: str) -> bool:
         return any(t.name == name for t in self.outputs)
 
+    @property
+    def states(self) -> tuple[TensorSpec, ...]:
+        return tuple(t for caches in self.state_caches for t in caches.states())
+
+    def function(self, name: str) -> "ComponentSpec":
+        for spec in self.functions:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.name} has no function {name!r}; it has {', '.join(f.name for f in self.functions)}")
+
     def head_outputs(self) -> list[str]:
         """The outputs that are not caches."""
         caches = set(self.caches.output_names()) if self.caches else set()
         return [t.name for t in self.outputs if t.name not in caches]
 
     def with_float_dtype(self, dtype: str) -> "ComponentSpec":
-        """The same component with every fp16 tensor declared `dtype` (the FP32 reference build)."""
+        """The same component with every fp16 tensor declared `dtype` (the FP32 reference build); states
+        stay fp16, the only state type Core ML has."""
         retype = lambda specs: tuple(replace(t, dtype=dtype) if t.dtype == "fp16" else t for t in specs)  # noqa: E731
         caches = replace(self.caches, dtype=dtype) if self.caches and self.caches.dtype == "fp16" else self.caches
-        return replace(self, inputs=retype(self.inputs), outputs=retype(self.outputs), caches=caches)
+        return replace(self, inputs=retype(self.inputs), outputs=retype(self.outputs), caches=caches,
+                       functions=tuple(f.with_float_dtype(dtype) for f in self.functions))
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "description": self.description,
-                "inputs": [t.as_dict() for t in self.inputs], "outputs": [t.as_dict() for t in self.outputs],
-                "notes": self.notes}
+        d = {"name": self.name, "kind": self.kind, "description": self.description,
+             "inputs": [t.as_dict() for t in self.inputs], "outputs": [t.as_dict() for t in self.outputs],
+             "notes": self.notes}
+        if self.states:
+            d["states"] = [t.as_dict() for t in self.states]
+        if self.functions:
+            d["functions"] = [f.as_dict() for f in self.functions]
+        return d

@@ -15,6 +15,10 @@ VAE_ENCODER_SECONDS = 5            # the encoder takes a fixed 5 s window (220 5
 DECODER_FRAMES = (4, 2000)         # latent frames the decoder accepts (one patch .. ~80 s)
 CFG_BRANCHES = 2                   # LocDiT runs the conditional and unconditional branch as a batch of 2
 
+# ---------------------------------------------------------------------------- the fast layout (contract/fast.py)
+FAST_CONTEXT = 2048                # positions held in the states (capped at what the model allows: ModelSizes)
+PREFILL_CHUNK = 64                 # positions per prefill call: 100 text tokens + a 10 s prompt in 3 calls
+
 # ---------------------------------------------------------------------------- the sampler (voxcpm's defaults)
 CFG_VALUE = 2.0
 INFERENCE_TIMESTEPS = 10

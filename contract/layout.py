@@ -1,19 +1,25 @@
-"""A layout: a named set of component declarations that together run VoxCPM 1.5 (the published one today).
+"""A layout: a named set of component declarations that together run VoxCPM 1.5.
 
-A new layout is one new module beside `contract/published.py` with `NAME`, `COMPONENTS` and
-`declare(config, max_context, float_dtype) -> Layout`, listed in `LAYOUTS`: conversion, the spec
-check and validation then follow the declaration; the generator needs one steps implementation.
+`published` (contract/published.py: six packages, KV caches as model I/O) and `fast`
+(contract/fast.py: KV caches as states, two calls per generated patch). A new layout is one new
+module beside them with `NAME`, `COMPONENTS` and `declare(config, max_context, float_dtype, **options)
+-> Layout`, listed in `LAYOUTS`: conversion, the spec check and validation then follow the
+declaration; the generator needs one steps implementation. A layout's `options` (context, chunk
+length, ...) are written into every one of its packages' metadata (`voxcpm.option.<name>`), so that
+the declaration of a converted folder can be rebuilt from the packages themselves.
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .components import ComponentSpec
 
-LAYOUTS = ("published",)
+LAYOUTS = ("published", "fast")
 FLOAT_DTYPES = ("fp16", "fp32")    # fp16: the shipped interface; fp32: the reference build
 MACOS14_SPEC_VERSION = 8
+MACOS15_SPEC_VERSION = 9           # states, fused scaled_dot_product_attention, multifunction
+OPTION_KEY = "voxcpm.option."      # package metadata key prefix of a layout option
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,7 @@ class Layout:
     max_context: int
     deployment_target: str = "macOS14"
     spec_version: int = MACOS14_SPEC_VERSION
+    options: dict = field(default_factory=dict)   # settings chosen at conversion (recorded in the packages)
 
     def __getitem__(self, component: str) -> ComponentSpec:
         for spec in self.components:
@@ -68,9 +75,20 @@ def component_names(name: str = "published") -> tuple[str, ...]:
 
 
 def declare(config, name: str = "published", max_context: int | None = None,
-            float_dtype: str = "fp16") -> Layout:
+            float_dtype: str = "fp16", **options) -> Layout:
     """Layout `name` for the checkpoint whose config.json is `config` (a dict), or for a `ModelSizes`
-    (`contract.sizes.sizes_from_generation_config` gives those of a converted OUT)."""
+    (`contract.sizes.sizes_from_generation_config` gives those of a converted OUT). `options`: the
+    layout's own settings (the fast layout's `prefill_chunk`, ...); a ValueError names a bad one."""
     module = _module(name)
     kwargs = {} if max_context is None else {"max_context": max_context}
-    return module.declare(config, float_dtype=float_dtype, **kwargs)
+    return module.declare(config, float_dtype=float_dtype, **kwargs, **options)
+
+
+def option_metadata(layout: Layout) -> dict[str, str]:
+    """The layout's options as package metadata (string values, as Core ML stores them)."""
+    return {f"{OPTION_KEY}{key}": str(value) for key, value in sorted(layout.options.items())}
+
+
+def options_from_metadata(metadata: dict) -> dict:
+    """The layout options a package records (integers), by option name."""
+    return {key[len(OPTION_KEY):]: int(value) for key, value in metadata.items() if key.startswith(OPTION_KEY)}

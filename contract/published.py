@@ -21,7 +21,7 @@ COMPONENTS = ("audio_vae_encoder", "audio_vae_decoder", "feat_encoder", "locdit_
               "base_lm_step")
 
 
-def _vae_encoder(s: ModelSizes) -> ComponentSpec:
+def vae_encoder(s: ModelSizes) -> ComponentSpec:
     window = VAE_ENCODER_SECONDS * s.sample_rate
     return ComponentSpec(
         "audio_vae_encoder", STATELESS, "VoxCPM 1.5 AudioVAE encoder: a 5 s mono window to latent frames",
@@ -35,7 +35,7 @@ def _vae_encoder(s: ModelSizes) -> ComponentSpec:
         notes=f"fixed {VAE_ENCODER_SECONDS} s window; pad or split longer prompts")
 
 
-def _vae_decoder(s: ModelSizes) -> ComponentSpec:
+def vae_decoder(s: ModelSizes) -> ComponentSpec:
     lo, hi = DECODER_FRAMES
     return ComponentSpec(
         "audio_vae_decoder", STATELESS, "VoxCPM 1.5 AudioVAE decoder: latent frames to audio (causal)",
@@ -113,7 +113,7 @@ def declare(config: "dict | ModelSizes", max_context: int = MAX_CONTEXT, float_d
     `float_dtype="fp32"` describes the FP32 reference build (`--precision fp32`): every float input
     and output is fp32; names, shapes and ranges are the published (fp16) interface's."""
     s = config if isinstance(config, ModelSizes) else model_sizes(config)
-    components = (_vae_encoder(s), _vae_decoder(s), _feat_encoder(s), _locdit(s), _residual_lm(s, max_context),
+    components = (vae_encoder(s), vae_decoder(s), _feat_encoder(s), _locdit(s), _residual_lm(s, max_context),
                   _base_lm(s, max_context))
     assert tuple(c.name for c in components) == COMPONENTS
     return Layout(NAME, "the published VoxCPM 1.5 Core ML models: six packages, KV caches as model I/O",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 # voxcpm's 44.1 kHz AudioVAE (VoxCPM 1.5): used when a config has no audio_vae_config
 VOXCPM15_ENCODER_RATES = (2, 3, 6, 7, 7)
 VOXCPM15_DECODER_RATES = (7, 7, 6, 3, 2)
+VOXCPM_MAX_LENGTH = 4096          # voxcpm 2.0.3's schema default for `max_length` (VoxCPM 1.5's config: 8192)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,13 @@ class ModelSizes:
     decoder_rates: tuple[int, ...]
     sample_rate: int
     vocab_size: int
-    max_position_embeddings: int
+    max_position_embeddings: int    # the LongRoPE tables' length
+    max_length: int = 0             # voxcpm's KV cache length (its StaticKVCache); 0: not known here
+
+    @property
+    def max_context(self) -> int:
+        """The most positions the model allows: voxcpm's cache length, within the RoPE tables."""
+        return min(self.max_length or self.max_position_embeddings, self.max_position_embeddings)
 
     @property
     def hop(self) -> int:
@@ -57,7 +64,8 @@ def model_sizes(config: dict) -> ModelSizes:
         encoder_rates=tuple(vae.get("encoder_rates", VOXCPM15_ENCODER_RATES)),
         decoder_rates=tuple(vae.get("decoder_rates", VOXCPM15_DECODER_RATES)),
         sample_rate=vae.get("sample_rate", 44100), vocab_size=lm["vocab_size"],
-        max_position_embeddings=lm.get("max_position_embeddings", 32768))
+        max_position_embeddings=lm.get("max_position_embeddings", 32768),
+        max_length=config.get("max_length", VOXCPM_MAX_LENGTH))
 
 
 def sizes_from_generation_config(config: dict) -> ModelSizes:

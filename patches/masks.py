@@ -15,3 +15,10 @@ def cache_mask(cache_length: int, position: torch.Tensor) -> torch.Tensor:
     """[1, 1, 1, L]: a single query at `position` sees cache slots 0..position."""
     slots = torch.arange(cache_length, device=position.device, dtype=position.dtype)
     return (slots <= position.reshape(1)).view(1, 1, 1, cache_length)
+
+
+def chunk_mask(cache_length: int, start: torch.Tensor, chunk: int) -> torch.Tensor:
+    """[1, 1, C, L]: the query at row i (position start + i) sees cache slots 0..start + i."""
+    slots = torch.arange(cache_length, device=start.device, dtype=start.dtype)
+    rows = start.reshape(1) + torch.arange(chunk, device=start.device, dtype=start.dtype)
+    return (slots.view(1, cache_length) <= rows.view(chunk, 1)).view(1, 1, chunk, cache_length)

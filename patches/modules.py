@@ -3,17 +3,22 @@
 Each wraps parts of a *patched* VoxCPMModel (see `apply.patch_model`) and takes its inputs in
 the order of its declaration (`contract/`, whose `torch_module` names the class here). The LM
 steps come in two forms: functional caches (inputs k0..kN, v0..vN -> outputs, the published
-layout) and stateful caches (registered buffers `k_cache_i` / `v_cache_i`, each [1, kv_heads, L, D],
-for Core ML states).
+layout) and stateful caches (registered buffers `k_cache_i` / `v_cache_i`, each [1, kv_heads, L, D]).
+The fast layout's modules live in their own files (`fast_lm.py`: the lm package's two functions,
+`fused_diffusion.py`: the whole sampler) and are listed here, where declarations find them.
 """
 import torch
 from torch import nn
 
 from contract.defaults import MAX_CONTEXT as DEFAULT_MAX_CONTEXT
 
+from .fast_lm import LMPrefill, LMStep
+from .fused_diffusion import FusedDiffusion
 from .kv_cache import inplace_write, scatter_write
 from .lm import cache_shape
 from .rope import rope_tables
+
+FAST_LAYOUT_MODULES = (LMPrefill, LMStep, FusedDiffusion)
 
 
 class AudioVAEEncoder(nn.Module):
@@ -131,4 +136,6 @@ def build(spec, model) -> nn.Module:
         raise KeyError(f"component {spec.name} names torch module {spec.torch_module!r}, which patches/modules.py "
                        f"does not define")
     kwargs = {"max_context": spec.caches.context} if spec.caches is not None else {}
-    return cls(model, **kwargs).eval()
+    if spec.state_caches:
+        kwargs["state_caches"] = spec.state_caches
+    return cls(model, **kwargs, **spec.options).eval()

@@ -54,7 +54,7 @@ def test_generation_config_values():
 
 
 def test_contract_imports_no_torch():
-    code = ("import sys, convert, contract.published, contract.layout, contract.artifacts, contract.atomic, "
+    code = ("import sys, convert, contract.published, contract.fast, contract.layout, contract.artifacts, contract.atomic, "
             "contract.generation, contract.defaults, contract.cli; "
             "heavy = [m for m in ('torch', 'coremltools', 'numpy') if m in sys.modules]; "
             "assert not heavy, heavy")
