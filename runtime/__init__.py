@@ -8,8 +8,13 @@
     out = m.predict({"x": x, "position": p}, state=s)   # name -> np.ndarray
     s.read("k_cache_0"); s.write("k_cache_0", arr)
 
-``load(path, backend="auto", function_name=None, compute_units="ALL",
+``load(path, backend="auto", function=None, compute_units="ALL",
 compute="fp16")``
+
+- ``function``: which function of a multifunction package to run (default:
+  the package's default function); ``function_name=`` is the same, kept for
+  callers of coremltools' spelling. A state made by one function's model
+  serves every function that declares the same states.
 
 - backend "coreml": coremltools MLModel (CompiledMLModel for .mlmodelc),
   ``compute_units`` one of ct.ComputeUnit names; macOS only, elsewhere
@@ -51,8 +56,12 @@ log = logging.getLogger(__name__)
 __all__ = ["load", "metrics", "InputError", "UnsupportedOpError", "BackendUnavailableError", "TensorDesc"]
 
 
-def load(path, backend="auto", function_name=None, compute_units="ALL", compute="fp16", precision=None):
+def load(path, backend="auto", function=None, compute_units="ALL", compute="fp16", precision=None,
+         function_name=None):
     """Load a .mlpackage (or .mlmodelc for Core ML) with the chosen backend."""
+    if function is not None and function_name is not None and function != function_name:
+        raise ValueError(f"function={function!r} and function_name={function_name!r} disagree: give one")
+    function_name = function if function is not None else function_name
     if precision is not None:
         warnings.warn("runtime.load(precision=) is deprecated: it is the interpreter's compute mode, "
                       "now compute=", DeprecationWarning, stacklevel=2)
