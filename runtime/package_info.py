@@ -59,9 +59,16 @@ def tensor_entry(desc) -> dict:
     return {"name": desc.name, "shape": [int(d) for d in desc.shape], "dtype": dtype_name(desc), "flexible": flexible}
 
 
-def interface(path) -> dict:
-    """The interface a saved package declares, as plain data (the manifest records it)."""
-    package = read(path)
-    return {"model_type": package.model_type, "spec_version": package.spec_version,
-            "inputs": [tensor_entry(d) for d in package.inputs], "outputs": [tensor_entry(d) for d in package.outputs],
+def _tensors(package: PackageDesc) -> dict:
+    return {"inputs": [tensor_entry(d) for d in package.inputs], "outputs": [tensor_entry(d) for d in package.outputs],
             **({"states": [tensor_entry(d) for d in package.states]} if package.states else {})}
+
+
+def interface(path, function_name=None) -> dict:
+    """The interface a saved package declares, as plain data (the manifest records it): its default
+    function's (or `function_name`'s) tensors, and each function's of a multifunction package."""
+    package = read(path, function_name)
+    entry = {"model_type": package.model_type, "spec_version": package.spec_version, **_tensors(package)}
+    if package.functions:
+        entry["functions"] = {name: _tensors(read(path, name)) for name in package.functions}
+    return entry
