@@ -9,6 +9,7 @@ STAMP := $(VENV)/.setup-$(shell cat requirements.txt requirements-nodeps.txt req
 
 MODEL ?= openbmb/VoxCPM1.5
 PRECISION ?= int8
+LAYOUT ?= published
 OUT ?= build/voxcpm-1.5-coreml
 ASR_MODEL ?= base
 export ASR_MODEL
@@ -20,13 +21,13 @@ help:
 	@echo "make setup      create .venv with the pinned environment (idempotent)"
 	@echo "make test       run the test suite on the tiny fixture"
 	@echo "make fixture    build a random VoxCPM 1.5 checkpoint (FULL=1 for real sizes) in $(FIXTURE)"
-	@echo "make convert    MODEL=... PRECISION=fp16|int8|all|fp32 OUT=...   (fp32: reference build for parity checks, not for apps)"
-	@echo "make validate   MODEL=... PRECISION=fp16|int8|all OUT=..."
+	@echo "make convert    MODEL=... PRECISION=fp16|int8|all|fp32 OUT=... LAYOUT=published|fast|all   (fp32: reference build for parity checks, not for apps)"
+	@echo "make validate   MODEL=... PRECISION=fp16|int8|all OUT=... LAYOUT=published|fast"
 	@echo "make validate   ... VALIDATE_FLAGS='--no-e2e' (skip the ASR check), '--e2e-max-len 40', '--localize'; ASR_MODEL=<whisper .pt>"
 	@echo "make generate   TEXT=\"...\" WAV=out.wav [PROMPT=p.wav PROMPT_TEXT=\"...\" PRECISION=int8 OUT=... SEED= CFG=2.0 TIMESTEPS=10 STATS=s.json]"
 	@echo "make demo       offline: tiny checkpoint -> convert -> validate -> wav (build/demo)"
 	@echo "make check      MODEL=...: load a checkpoint strictly and describe it"
-	@echo "make bench      long measurements (not part of make test)"
+	@echo "make bench      [MODEL=... OUT=...] long measurements (not part of make test); with OUT: build/bench/layouts.{json,md}"
 
 setup: $(STAMP)
 
@@ -50,14 +51,14 @@ fixture: setup
 	$(PY) -m checkpoint.fixture --out $(FIXTURE) $(if $(FULL),--full,) $(if $(STOP_MODE),--stop-mode $(STOP_MODE),)
 
 convert: setup
-	$(PY) -m convert --model $(MODEL) --precision $(PRECISION) --out $(OUT) $(if $(FORCE),--force,) $(if $(REVISION),--revision $(REVISION),)
+	$(PY) -m convert --model $(MODEL) --precision $(PRECISION) --out $(OUT) --layout $(LAYOUT) $(if $(FORCE),--force,) $(if $(REVISION),--revision $(REVISION),)
 
 validate: setup
-	$(PY) -m validate --model $(MODEL) --precision $(PRECISION) --out $(OUT) --asr-model $(ASR_MODEL) $(VALIDATE_FLAGS)
+	$(PY) -m validate --model $(MODEL) --precision $(PRECISION) --out $(OUT) --layout $(LAYOUT) --asr-model $(ASR_MODEL) $(VALIDATE_FLAGS)
 
 generate: setup
 	@test -n "$(TEXT)" -a -n "$(WAV)" || { echo 'error: give TEXT="..." and WAV=out.wav: see make help' >&2; exit 2; }
-	$(PY) -m generate --out "$(OUT)" --precision $(if $(filter all,$(PRECISION)),int8,$(PRECISION)) \
+	$(PY) -m generate --out "$(OUT)" --layout $(LAYOUT) --precision $(if $(filter all,$(PRECISION)),int8,$(PRECISION)) \
 		--text "$(TEXT)" --wav "$(WAV)" $(if $(PROMPT),--prompt "$(PROMPT)") \
 		$(if $(PROMPT_TEXT),--prompt-text "$(PROMPT_TEXT)") $(if $(SEED),--seed $(SEED)) \
 		$(if $(CFG),--cfg $(CFG)) $(if $(TIMESTEPS),--timesteps $(TIMESTEPS)) $(if $(STATS),--stats "$(STATS)")
@@ -66,7 +67,7 @@ demo: setup
 	$(PY) -m demo --out build/demo
 
 bench: setup
-	$(PY) -m bench
+	$(PY) -m bench --out $(OUT)
 
 clean:
 	rm -rf build

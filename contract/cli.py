@@ -81,9 +81,10 @@ def precisions(text: str, allowed=tuple(PRECISION_CHOICES)) -> tuple[str, ...]:
     return PRECISION_CHOICES[text]
 
 
-def components(text: str | None, layout: str = DEFAULT_LAYOUT) -> tuple[str, ...]:
-    """A comma-separated subset of the layout's components (None: all of them)."""
-    names = component_names(layout)
+def components(text: str | None, layout: "str | tuple[str, ...]" = DEFAULT_LAYOUT) -> tuple[str, ...]:
+    """A comma-separated subset of the layout's components (None: all of them); of several layouts', their union."""
+    names = tuple(dict.fromkeys(n for name in ((layout,) if isinstance(layout, str) else layout)
+                                for n in component_names(name)))
     chosen = tuple(c.strip() for c in (text or ",".join(names)).split(",") if c.strip())
     unknown = [c for c in chosen if c not in names]
     if unknown or not chosen:
@@ -92,9 +93,9 @@ def components(text: str | None, layout: str = DEFAULT_LAYOUT) -> tuple[str, ...
 
 
 def add_components(parser: argparse.ArgumentParser, default_help: str = "all") -> None:
-    names = ",".join(component_names(DEFAULT_LAYOUT))
+    names = "; ".join(f"{layout}: {','.join(component_names(layout))}" for layout in LAYOUTS)
     parser.add_argument("--components", default=None,
-                        help=f"comma-separated subset of {names} (default {default_help})")
+                        help=f"comma-separated subset of the layout's components ({names}; default {default_help})")
 
 
 # ----------------------------------------------------------------------------- one main()

@@ -1,8 +1,9 @@
 """Compare converted packages with the declared interface: `python -m convert.check_specs OUT [--model M]`.
 
-Reads each package's spec (works on Linux) and checks, by name, every input and output: present,
-dtype, shape and flexible range; and the model type (mlprogram) and spec version. Core ML binds
-inputs and outputs by name, so a different order is reported, never judged. Works on folders this
+Reads each package's spec (works on Linux) and checks, by name, every input, output and state
+(of every function of a multifunction package): present, dtype, shape and flexible range; and the
+model type (mlprogram), spec version and function names. Core ML binds inputs and outputs by name,
+so a different order is reported, never judged. Works on folders this
 toolkit did not make: without OUT/manifest.json the interface is declared from the checkpoint's
 config.json (--model) and the context from the packages themselves. Exits 1 if anything differs.
 """
@@ -84,11 +85,23 @@ def compare(actual: dict, spec: ComponentSpec, notes: list[str] | None = None,
         problems.append(f"model type {actual['model_type']} is not mlProgram")
     if actual["spec_version"] != spec_version:
         problems.append(f"spec version {actual['spec_version']} != {spec_version}")
-    problems += _compare_tensors("input", spec.inputs, actual["inputs"], True, notes)
+    if not spec.functions:
+        return problems + _compare_function(actual, spec, notes)
+    functions = actual.get("functions") or {}
+    if sorted(functions) != sorted(f.name for f in spec.functions):
+        return problems + [f"functions {', '.join(sorted(functions)) or '(none)'} != "
+                           f"{', '.join(sorted(f.name for f in spec.functions))}"]
+    for function in spec.functions:
+        problems += [f"{function.name}: {p}" for p in _compare_function(functions[function.name], function, notes)]
+    return problems
+
+
+def _compare_function(actual: dict, spec: ComponentSpec, notes: list[str]) -> list[str]:
+    problems = _compare_tensors("input", spec.inputs, actual["inputs"], True, notes)
     # a flexible-shaped output may declare no shape in the spec; names and dtypes must still match
     outputs_flexible = any(t.flexible for t in spec.outputs)
     problems += _compare_tensors("output", spec.outputs, actual["outputs"], not outputs_flexible, notes)
-    return problems
+    return problems + _compare_tensors("state", spec.states, actual.get("states", []), True, notes)
 
 
 def check_out(out, model: str | None = None, revision: str | None = None,
@@ -113,6 +126,8 @@ def _summary(spec: ComponentSpec) -> str:
         return f"{t.name}[{','.join(shape)}]{'' if t.dtype == 'fp16' else ':' + t.dtype}"
 
     short = lambda items: ", ".join(items if len(items) <= 5 else items[:3] + [f"... ({len(items)} in all)"])  # noqa
+    if spec.functions:
+        return "; ".join(f"{f.name}: {_summary(f)}" for f in spec.functions) + f"; {len(spec.states)} states"
     return f"{short([fmt(t) for t in spec.inputs])} -> {short([fmt(t) for t in spec.outputs])}"
 
 

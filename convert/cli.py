@@ -6,21 +6,31 @@ import time
 from pathlib import Path
 
 from contract import cli
+from contract.defaults import FAST_CONTEXT, INFERENCE_TIMESTEPS, PREFILL_CHUNK
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.OneLineParser(prog="python -m convert",
-                               description="Convert VoxCPM 1.5 to Core ML ML Programs (macOS14, fp16 compute) and "
-                                           "write OUT/{fp16,int8}/<component>.mlpackage, OUT/constants/, "
-                                           "OUT/constants_bin/ and OUT/manifest.json. Components whose inputs are "
-                                           "unchanged are skipped.")
+                               description="Convert VoxCPM 1.5 to Core ML ML Programs (fp16 compute) and "
+                                           "write OUT/{fp16,int8}/<component>.mlpackage (the published layout, "
+                                           "macOS14), OUT/{fp16,int8}-fast/ (the fast layout, macOS15: states, "
+                                           "two calls per patch), OUT/constants/, OUT/constants_bin/ and "
+                                           "OUT/manifest.json. Components whose inputs are unchanged are skipped.")
     cli.add_model(parser)
     parser.add_argument("--precision", default="int8",
                         help="fp16, int8 or all (= fp16 and int8; default int8), or fp32: a reference build for "
                              "parity checks (not for apps), FP32 compute and fp32 I/O, written to OUT/fp32/")
     cli.add_out(parser, "output directory")
     cli.add_verbose(parser)
-    cli.add_layout(parser)
+    cli.add_layout(parser, allow_all=True)
+    fast = parser.add_argument_group("the fast layout (--layout fast or all)")
+    fast.add_argument("--context", type=int, default=None,
+                      help=f"positions its states hold (default {FAST_CONTEXT}, capped at what the model allows: "
+                           f"voxcpm's max_length, within the RoPE tables); the published layout's is 512")
+    fast.add_argument("--prefill-chunk", type=int, default=PREFILL_CHUNK,
+                      help=f"positions per prefill call (default {PREFILL_CHUNK})")
+    fast.add_argument("--diffusion-steps", type=int, default=INFERENCE_TIMESTEPS,
+                      help=f"Euler steps baked into the diffusion package (default {INFERENCE_TIMESTEPS}, voxcpm's)")
     parser.add_argument("--force", action="store_true", help="rebuild even the artifacts that are up to date")
     cli.add_components(parser)
     return parser
@@ -30,10 +40,11 @@ def parse_settings(argv):
     from .pipeline import Settings
 
     args = build_parser().parse_args(argv)
-    (layout,) = cli.layouts(args.layout)
+    layouts = cli.layouts(args.layout, allow_all=True)
+    components = None if args.components is None else cli.components(args.components, layouts)
     return Settings(model=args.model, out=Path(args.out), precisions=cli.precisions(args.precision),
-                    components=cli.components(args.components, layout), revision=args.revision, force=args.force,
-                    layout=layout)
+                    components=components, revision=args.revision, force=args.force, layouts=layouts,
+                    context=args.context, prefill_chunk=args.prefill_chunk, timesteps=args.diffusion_steps)
 
 
 def convert(settings) -> int:

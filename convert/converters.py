@@ -1,11 +1,15 @@
 """One conversion function for every declared component: patched torch module -> FP16 (or FP32 reference) ML Program.
 
-Every component is captured with `torch.jit.trace` (see TRIALS.md, "capture method"): the
-published components are functional (LM caches are inputs and outputs, written with a scatter),
-so tracing records every op, converts ~10x faster than torch.export and is verified not to bake
-the example position (tests/convert/test_position_independence.py, and the runtime interpreter
-at positions 0..511). Names, shapes, dtypes, flexible ranges, the fp32 region and the model parts
-all come from the component's declaration (`contract/`), never from here.
+Functional components are captured with `torch.jit.trace` (see TRIALS.md, "capture method"):
+the published components are functional (LM caches are inputs and outputs, written with a
+scatter), so tracing records every op, converts ~10x faster than torch.export and is verified not
+to bake the example position (tests/convert/test_position_independence.py, and the runtime
+interpreter at positions 0..511). Components with states (the fast layout's `lm` functions) write
+their caches in place, which jit.trace silently drops: they are captured with torch.export, and
+every state is declared a `ct.StateType` named as its buffer. A multifunction component is each of
+its functions converted this way (`convert.multifunction` merges them). Names, shapes, dtypes,
+flexible ranges, states, the deployment target, the fp32 region and the model parts all come from
+the declaration (`contract/`), never from here.
 """
 from __future__ import annotations
 
@@ -14,25 +18,26 @@ import warnings
 import numpy as np
 import torch
 
-from contract.components import ComponentSpec, TensorSpec
+from contract.components import LM_STATES, ComponentSpec, TensorSpec
 from patches import modules
 
 EXAMPLE_POSITION = 3        # not 0: a trace that baked it would be wrong at 0 and the tests would see it
 WEIGHT_OPS = {"linear", "matmul", "conv", "conv_transpose"}
 
 
-def _coreml_input(spec: TensorSpec):
+def _coreml_input(spec: TensorSpec, explicit: bool = False):
     import coremltools as ct
 
     shape = list(spec.shape)
     for axis, (lo, hi) in (spec.flexible or {}).items():
         shape[axis] = ct.RangeDim(lower_bound=lo, upper_bound=hi, default=spec.shape[axis])
-    return ct.TensorType(name=spec.name, shape=ct.Shape(shape), dtype=_np_dtype(spec))
+    return ct.TensorType(name=spec.name, shape=ct.Shape(shape), dtype=_np_dtype(spec, explicit))
 
 
-def _np_dtype(spec: TensorSpec):
-    # fp16 floats carry no dtype: with FLOAT16 compute precision on macOS14 they become fp16
-    return {"int32": np.int32, "fp32": np.float32}.get(spec.dtype)
+def _np_dtype(spec: TensorSpec, explicit: bool = False):
+    # fp16 floats carry no dtype in a trace: with FLOAT16 compute precision they become fp16; an
+    # exported program's inputs would keep torch's fp32 unless told (`explicit`)
+    return {"int32": np.int32, "fp32": np.float32, "fp16": np.float16 if explicit else None}.get(spec.dtype)
 
 
 def is_fp32_build(spec: ComponentSpec) -> bool:
@@ -68,6 +73,18 @@ def trace(module: torch.nn.Module, example: tuple) -> torch.jit.ScriptModule:
         return torch.jit.trace(module.eval(), example, check_trace=False)
 
 
+def export(module: torch.nn.Module, example: tuple):
+    """torch.export keeps the in-place cache writes (as buffer mutations: Core ML states)."""
+    # FutureWarnings here are torch.export's own deprecations (pytree LeafSpec), not about our graph
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.export.export(module.eval(), example, strict=False).run_decompositions({})
+
+
+def capture(module: torch.nn.Module, spec: ComponentSpec, example: tuple):
+    return export(module, example) if spec.kind == LM_STATES else trace(module, example)
+
+
 def fp32_subgraph_of(inputs: set[str]):
     """An op selector for FP16ComputePrecision: fp16 everywhere except the ops computed from
     `inputs` and constants alone, which stay fp32.
@@ -96,8 +113,8 @@ def _op_inputs(op):
         yield from (value if isinstance(value, (list, tuple)) else [value])
 
 
-def to_coreml(traced, spec: ComponentSpec):
-    """An FP16 ML Program for macOS14 with exactly the declared input/output names (FP32 compute
+def to_coreml(captured, spec: ComponentSpec, target: str = "macOS14"):
+    """An FP16 ML Program for `target` with exactly the declared input/output/state names (FP32 compute
     and I/O when the declaration has fp32 floats: the reference build, where the fp32 region is moot)."""
     import coremltools as ct
 
@@ -107,17 +124,26 @@ def to_coreml(traced, spec: ComponentSpec):
         precision = ct.transform.FP16ComputePrecision(op_selector=fp32_subgraph_of(set(spec.fp32_inputs)))
     else:
         precision = ct.precision.FLOAT16
-    return ct.convert(traced, inputs=[_coreml_input(t) for t in spec.inputs],
-                      outputs=[ct.TensorType(name=t.name, dtype=_np_dtype(t)) for t in spec.outputs],
-                      convert_to="mlprogram", minimum_deployment_target=ct.target.macOS14,
-                      compute_precision=precision)
+    explicit = spec.kind == LM_STATES
+    # Core ML holds fp16 states only (an fp32 build computes in fp32 and stores its caches in fp16)
+    states = [ct.StateType(wrapped_type=ct.TensorType(shape=t.shape, dtype=np.float16), name=t.name)
+              for t in spec.states]
+    return ct.convert(captured, inputs=[_coreml_input(t, explicit) for t in spec.inputs],
+                      outputs=[ct.TensorType(name=t.name, dtype=_np_dtype(t, explicit)) for t in spec.outputs],
+                      states=states or None, convert_to="mlprogram",
+                      minimum_deployment_target=getattr(ct.target, target), compute_precision=precision)
 
 
-def convert(spec: ComponentSpec, model):
-    """The ML Program of component `spec`, from the patched model (its torch module in patches.modules)."""
-    traced = trace(modules.build(spec, model), examples(spec))
-    mlmodel = to_coreml(traced, spec)
-    del traced
+def convert(spec: ComponentSpec, model, target: str = "macOS14"):
+    """The ML Program of component `spec`, from the patched model (its torch module in patches.modules);
+    a multifunction component gives a `convert.multifunction.Functions` (one ML Program per function)."""
+    if spec.functions:
+        from .multifunction import Functions
+
+        return Functions(spec, {f.name: convert(f, model, target) for f in spec.functions})
+    captured = capture(modules.build(spec, model), spec, examples(spec))
+    mlmodel = to_coreml(captured, spec, target)
+    del captured
     return mlmodel
 
 

@@ -3,7 +3,9 @@
 With OUT/manifest.json: the checkpoint config and context the converter recorded. Without one (the
 published artifacts, say): the checkpoint's own config.json (--model), the context from
 OUT/constants/config.json or else from the LM step packages' cache shapes, and a note of what
-cannot be known (provenance). `python -m convert.check_specs` and `python -m validate` both use it.
+cannot be known (provenance). A layout other than the published one records its options (context,
+chunk, ...) in its packages' metadata: they are read from there. `python -m convert.check_specs` and
+`python -m validate` both use it.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 
 from contract import artifacts
 from contract.defaults import DEFAULT_LAYOUT, MAX_CONTEXT, PRECISIONS
-from contract.layout import Layout, declare
+from contract.layout import Layout, component_names, declare, options_from_metadata
 
 
 class DeclarationError(Exception):
@@ -52,6 +54,18 @@ def _context(out, config: dict, layout_name: str) -> tuple[int, str]:
     return MAX_CONTEXT, f"the default ({MAX_CONTEXT}): OUT has no generation config and no LM step package"
 
 
+def package_options(out, layout_name: str) -> dict:
+    """The layout options the first of its packages found in OUT records ({} if none does)."""
+    from runtime.package_info import read
+
+    for precision in PRECISIONS:
+        for component in component_names(layout_name):
+            path = artifacts.package_path(out, precision, component, layout_name)
+            if artifacts.is_package(path):
+                return options_from_metadata(read(path).metadata)
+    return {}
+
+
 def declared_for(out, model: str | None = None, revision: str | None = None,
                  layout_name: str = DEFAULT_LAYOUT, prefer_model: bool = False) -> Declared:
     """The declaration OUT's packages are held to: the checkpoint config its manifest recorded, else
@@ -69,5 +83,12 @@ def declared_for(out, model: str | None = None, revision: str | None = None,
         from checkpoint.loading import config_dict
 
         config, where = config_dict(model, revision), f"{model}/config.json"
+    if layout_name != DEFAULT_LAYOUT:
+        options = package_options(out, layout_name)
+        if not options:
+            raise DeclarationError(f"{out} has no {layout_name} packages that record their settings: convert them "
+                                   f"(python -m convert --layout {layout_name} --out {out})")
+        layout = declare(config, layout_name, **options)
+        return Declared(layout, f"{where}, options {options} from the packages' metadata", unknown)
     context, context_from = _context(out, config, layout_name)
     return Declared(declare(config, layout_name, context), f"{where}, context {context} from {context_from}", unknown)

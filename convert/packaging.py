@@ -1,8 +1,9 @@
 """Make a converted model a package an app developer can read: its interface described, then saved and compiled.
 
-Every input and output carries its one-line description from the declaration, and the package its
-author, version, license and short description (what Xcode shows), plus the toolkit's own keys
-(component, precision, layout). Packages are written atomically (contract.atomic).
+Every input, output and state carries its one-line description from the declaration (in every
+function of a multifunction package), and the package its author, version, license and short
+description (what Xcode shows), plus the toolkit's own keys (component, precision, layout, and the
+layout's options: `contract.layout.option_metadata`). Packages are written atomically (contract.atomic).
 """
 from __future__ import annotations
 
@@ -17,20 +18,35 @@ LICENSE = "Apache-2.0 for the conversion; the weights keep the license of the ch
 COMPILE_SKIPPED = "compile skipped: needs macOS"
 
 
-def describe(mlmodel, spec: ComponentSpec, precision: str, layout: str, source: str, version: str) -> None:
-    """Write the declaration's descriptions and the package metadata into `mlmodel`'s spec."""
+def describe(mlmodel, spec: ComponentSpec, precision: str, layout: str, source: str, version: str,
+             options: dict | None = None) -> None:
+    """Write the declaration's descriptions and the package metadata into `mlmodel`'s spec (a
+    `convert.multifunction.Functions`: into each function's, and the package's). `options`: the
+    layout's option metadata."""
+    for function in spec.functions:
+        _describe_tensors(mlmodel.models[function.name], function)
+    if not spec.functions:
+        _describe_tensors(mlmodel, spec)
     mlmodel.short_description = f"{spec.description} ({precision} weights)"
     mlmodel.author = AUTHOR.format(source=source)
     mlmodel.license = LICENSE
     mlmodel.version = version
-    for tensor in spec.inputs:
-        mlmodel.input_description[tensor.name] = tensor.description
-    for tensor in spec.outputs:
-        mlmodel.output_description[tensor.name] = tensor.description
     meta = mlmodel.user_defined_metadata
     meta["voxcpm.component"], meta["voxcpm.precision"], meta["voxcpm.layout"] = spec.name, precision, layout
     if spec.notes:
         meta["voxcpm.notes"] = spec.notes
+    for key, value in (options or {}).items():
+        meta[key] = value
+
+
+def _describe_tensors(mlmodel, spec: ComponentSpec) -> None:
+    for tensor in spec.inputs:
+        mlmodel.input_description[tensor.name] = tensor.description
+    for tensor in spec.outputs:
+        mlmodel.output_description[tensor.name] = tensor.description
+    states = {t.name: t.description for t in spec.states}
+    for feature in mlmodel._spec.description.state:   # no public setter; save() writes _spec
+        feature.shortDescription = states.get(feature.name, feature.shortDescription)
 
 
 def save(mlmodel, final: Path) -> Path:

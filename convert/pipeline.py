@@ -1,10 +1,12 @@
-"""The whole conversion: checkpoint -> the layout's packages under OUT, constants, manifest.
+"""The whole conversion: checkpoint -> the packages of one or more layouts under OUT, constants, manifest.
 
 Memory: the model is loaded once (3.2 GB fp32 at full size) only if something must be built;
-components are converted one at a time in the layout's order, and each part of the model is
-dropped as soon as no later component reads it. INT8 packages are quantized from the saved fp16
-package, after the torch module and the fp16 program are freed. FP32 packages (a reference build
-for parity checks, only on request) are converted from the same trace with FLOAT32 compute.
+components are converted one at a time in each layout's order (the layouts one after the other),
+and each part of the model is dropped as soon as no later component of any layout reads it. INT8
+packages are quantized from the saved fp16 package, after the torch module and the fp16 program
+are freed; a multifunction package (the fast layout's `lm`) cannot be quantized once merged, so its
+functions are quantized one by one from their fp16 programs and merged again. FP32 packages (a
+reference build for parity checks, only on request) are converted with FLOAT32 compute.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from pathlib import Path
 
 from contract import artifacts
 from contract.atomic import recover, remove, write_atomically
-from contract.defaults import DEFAULT_LAYOUT, MAX_CONTEXT, PRECISIONS
-from contract.layout import component_names, declare
+from contract.defaults import DEFAULT_LAYOUT, INFERENCE_TIMESTEPS, MAX_CONTEXT, PRECISIONS, PREFILL_CHUNK
+from contract.layout import Layout, declare, option_metadata
+from contract.memory import peak_rss_mib
 
 from .hashing import tree_sha256, tree_size
 from .manifest import Manifest, inputs_key, toolkit_info, weights_sha256
@@ -36,11 +39,23 @@ class Settings:
     model: str
     out: Path
     precisions: tuple[str, ...] = ("int8",)
-    components: tuple[str, ...] = component_names(DEFAULT_LAYOUT)
+    components: tuple[str, ...] | None = None      # None: every component of every layout
     revision: str | None = None
     force: bool = False
-    max_context: int = MAX_CONTEXT
-    layout: str = DEFAULT_LAYOUT
+    max_context: int = MAX_CONTEXT                 # the published layout's context (and the generation config's)
+    layouts: tuple[str, ...] = (DEFAULT_LAYOUT,)
+    context: int | None = None                     # the fast layout's context (None: its default)
+    prefill_chunk: int = PREFILL_CHUNK             # the fast layout's positions per prefill call
+    timesteps: int = INFERENCE_TIMESTEPS           # the fast layout's diffusion steps
+
+    def layout_options(self, name: str) -> dict:
+        """What `contract.layout.declare` takes for layout `name` besides the checkpoint config."""
+        if name == DEFAULT_LAYOUT:
+            return {"max_context": self.max_context}
+        return {"max_context": self.context, "prefill_chunk": self.prefill_chunk, "timesteps": self.timesteps}
+
+    def wants(self, component: str) -> bool:
+        return self.components is None or component in self.components
 
 
 @dataclass
@@ -60,26 +75,25 @@ class Context:
     weights: dict
     toolkit: dict
     manifest: Manifest
+    layouts: list = field(default_factory=list)    # the declared layouts to build, in order
     rows: list = field(default_factory=list)
     model: object = None
 
-    def key(self, component: str, precision: str) -> str:
-        return inputs_key(self.weights, self.toolkit, component=component, precision=precision,
-                          max_context=self.settings.max_context, **self._layout_setting())
-
-    def _layout_setting(self) -> dict:
+    def key(self, component: str, precision: str, layout: Layout) -> str:
         # the published layout's keys stay what they were before layouts existed: no needless rebuilds
-        return {} if self.settings.layout == DEFAULT_LAYOUT else {"layout": self.settings.layout}
+        settings = ({"max_context": self.settings.max_context} if layout.name == DEFAULT_LAYOUT
+                    else {"layout": layout.name, **layout.options})
+        return inputs_key(self.weights, self.toolkit, component=component, precision=precision, **settings)
 
-    def name(self, component: str, precision: str) -> str:
-        return artifacts.artifact_key(precision, component, self.settings.layout)
+    def name(self, component: str, precision: str, layout: Layout) -> str:
+        return artifacts.artifact_key(precision, component, layout.name)
 
-    def package(self, component: str, precision: str) -> Path:
-        return artifacts.package_path(self.settings.out, precision, component, self.settings.layout)
+    def package(self, component: str, precision: str, layout: Layout) -> Path:
+        return artifacts.package_path(self.settings.out, precision, component, layout.name)
 
 
 # ----------------------------------------------------------------------------- preparation
-def prepare_out(out: Path, layout: str) -> Path:
+def prepare_out(out: Path, layouts: tuple[str, ...]) -> Path:
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -89,21 +103,30 @@ def prepare_out(out: Path, layout: str) -> Path:
     except OSError as exc:
         raise ConvertError(f"cannot write to {out} ({exc.strerror or exc}): "
                            f"choose a writable --out or fix its permissions") from None
-    for sub in (out, *(artifacts.precision_dir(out, p, layout) for p in PRECISIONS)):
+    for sub in (out, *(artifacts.precision_dir(out, p, layout) for p in PRECISIONS for layout in layouts)):
         recover(sub)
     return out
+
+
+def declare_layouts(settings: Settings, raw_config: dict) -> list[Layout]:
+    """The layouts to build, declared for this checkpoint; a bad option is one line (ConvertError)."""
+    try:
+        return [declare(raw_config, name, **settings.layout_options(name)) for name in settings.layouts]
+    except ValueError as exc:
+        raise ConvertError(str(exc)) from None
 
 
 def open_context(settings: Settings) -> Context:
     from checkpoint.loading import config_dict, resolve_source
 
-    out = prepare_out(settings.out, settings.layout)
+    out = prepare_out(settings.out, settings.layouts)
     checkpoint = resolve_source(settings.model, settings.revision)
     raw_config = config_dict(checkpoint)  # checked; a CheckpointError is one line
+    layouts = declare_layouts(settings, raw_config)
     toolkit = toolkit_info()
     manifest = Manifest(out)
     source = {"model": settings.model, "revision": settings.revision, "checkpoint_dir": str(checkpoint.resolve())}
-    context = Context(settings, checkpoint, raw_config, {}, toolkit, manifest)
+    context = Context(settings, checkpoint, raw_config, {}, toolkit, manifest, layouts)
     # Hashing 3.2 GB takes ~6 s: when the model must be loaded anyway, load it meanwhile
     # (sha256 and file reads release the GIL, and there are two cores).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -121,7 +144,8 @@ def open_context(settings: Settings) -> Context:
 def surely_needs_model(context: Context) -> bool:
     """True when some requested artifact has never been built here (or --force): no hash can skip it."""
     settings = context.settings
-    wanted = [context.name(c, p) for p in settings.precisions for c in settings.components] + [CONSTANTS]
+    wanted = [context.name(spec.name, p, layout) for layout in context.layouts for spec in layout
+              if settings.wants(spec.name) for p in settings.precisions] + [CONSTANTS]
     return settings.force or any(context.manifest.artifact(name) is None for name in wanted)
 
 
@@ -175,25 +199,33 @@ def build_constants(context: Context) -> None:
 
 
 # ----------------------------------------------------------------------------- components
-def _save(context: Context, mlmodel, final: Path, spec, precision: str) -> Path:
+def _save(context: Context, mlmodel, final: Path, spec, precision: str, layout: Layout) -> Path:
     from .packaging import describe, save
 
-    describe(mlmodel, spec, precision, context.settings.layout, context.settings.model, context.toolkit["version"])
+    describe(mlmodel, spec, precision, layout.name, context.settings.model, context.toolkit["version"],
+             option_metadata(layout))
     return save(mlmodel, final)
 
 
-def _record(context: Context, component: str, precision: str, package: Path, seconds: float,
+def _record(context: Context, component: str, precision: str, layout: Layout, package: Path, seconds: float,
             extra: dict | None = None) -> None:
     from runtime.package_info import interface
 
     from .packaging import compile_beside
 
     size = tree_size(package)
-    entry = {"path": str(package.relative_to(context.settings.out)), "inputs_key": context.key(component, precision),
+    entry = {"path": str(package.relative_to(context.settings.out)),
+             "inputs_key": context.key(component, precision, layout),
              "sha256": tree_sha256(package), "size_bytes": size, "seconds": round(seconds, 1),
-             "interface": interface(package), "compiled": compile_beside(package), **(extra or {})}
-    context.manifest.record(context.name(component, precision), entry)
-    context.rows.append(Row(component, precision, size / 2**20, seconds, "built"))
+             "interface": interface(package), "compiled": compile_beside(package),
+             "peak_rss_mib": round(peak_rss_mib()),   # the converting process's peak so far (the bench reads it)
+             **({"options": layout.options} if layout.options else {}), **(extra or {})}
+    context.manifest.record(context.name(component, precision, layout), entry)
+    context.rows.append(Row(_row_name(component, layout), precision, size / 2**20, seconds, "built"))
+
+
+def _row_name(component: str, layout: Layout) -> str:
+    return component if layout.name == DEFAULT_LAYOUT else f"{layout.name}/{component}"
 
 
 def _progress(component: str, stages: int):
@@ -203,87 +235,102 @@ def _progress(component: str, stages: int):
                 bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]")
 
 
-def convert_fp32(context: Context, spec) -> None:
-    """The FP32 reference package: the same trace, FLOAT32 compute, fp32 I/O (`spec` declares it)."""
+def convert_fp32(context: Context, spec, layout: Layout) -> None:
+    """The FP32 reference package: the same capture, FLOAT32 compute, fp32 I/O (`spec` declares it)."""
     from .converters import convert
 
-    bar = _progress(spec.name, 2)
+    bar = _progress(_row_name(spec.name, layout), 2)
     try:
         start = time.time()
-        bar.set_postfix_str("trace + convert fp32")
-        mlmodel = convert(spec, load_model(context))
+        bar.set_postfix_str("capture + convert fp32")
+        mlmodel = convert(spec, load_model(context), layout.deployment_target)
         bar.update()
         bar.set_postfix_str("save fp32")
-        final = _save(context, mlmodel, context.package(spec.name, "fp32"), spec, "fp32")
+        final = _save(context, mlmodel, context.package(spec.name, "fp32", layout), spec, "fp32", layout)
         del mlmodel
         gc.collect()
         bar.update()
-        _record(context, spec.name, "fp32", final, time.time() - start)
+        _record(context, spec.name, "fp32", layout, final, time.time() - start)
         bar.set_postfix_str("done")
     finally:
         bar.close()
 
 
-def convert_component(context: Context, spec, todo: list[str]) -> None:
+def _quantized(source, spec):
+    """The int8 model of `source`: a saved fp16 package, or (multifunction) the fp16 `Functions`."""
+    from .quantize import quantize_int8, quantize_model
+
+    if spec.functions:
+        return source.map(quantize_model)
+    return quantize_int8(source)
+
+
+def convert_component(context: Context, spec, todo: list[str], layout: Layout) -> None:
     """Build the fp16 program (or reuse the current fp16 package) and the requested precisions."""
     from runtime.mil.loader import read_program
 
     from .converters import convert
-    from .quantize import quantize_int8, weight_report
+    from .quantize import weight_report
 
     name, out = spec.name, context.settings.out
-    fp16_final = context.package(name, "fp16")
+    fp16_final = context.package(name, "fp16", layout)
     work = out / f".work-{os.getpid()}"
-    # int8 alone still needs an fp16 program: the current fp16 package if there is one
-    build_fp16 = "fp16" in todo or ("int8" in todo and not is_current(
-        context, context.name(name, "fp16"), context.key(name, "fp16"), [fp16_final]))
-    bar = _progress(name, 2 * build_fp16 + 2 * ("int8" in todo))
+    # int8 alone still needs an fp16 program: the current fp16 package if there is one (a merged
+    # multifunction package cannot be quantized: its functions are converted again)
+    build_fp16 = "fp16" in todo or ("int8" in todo and (bool(spec.functions) or not is_current(
+        context, context.name(name, "fp16", layout), context.key(name, "fp16", layout), [fp16_final])))
+    bar = _progress(_row_name(name, layout), 2 * build_fp16 + 2 * ("int8" in todo))
     try:
         source = fp16_final
         if build_fp16:
             start = time.time()
-            bar.set_postfix_str("trace + convert")
-            mlmodel = convert(spec, load_model(context))
+            bar.set_postfix_str("capture + convert")
+            mlmodel = convert(spec, load_model(context), layout.deployment_target)
             bar.update()
             bar.set_postfix_str("save fp16")
-            source = fp16_final if "fp16" in todo else work / f"{name}.mlpackage"
-            _save(context, mlmodel, source, spec, "fp16")
-            del mlmodel
+            path = fp16_final if "fp16" in todo else work / f"{name}.mlpackage"
+            if "fp16" in todo or not spec.functions:
+                _save(context, mlmodel, path, spec, "fp16", layout)
+            source = mlmodel if spec.functions else path
+            if not spec.functions:
+                del mlmodel
             gc.collect()
             bar.update()
             if "fp16" in todo:
-                _record(context, name, "fp16", source, time.time() - start)
+                _record(context, name, "fp16", layout, path, time.time() - start)
         if "int8" in todo:
             start = time.time()
             bar.set_postfix_str("quantize int8")
-            quantized = quantize_int8(source)
+            quantized = _quantized(source, spec)
+            del source
             bar.update()
             bar.set_postfix_str("save int8")
-            final = _save(context, quantized, context.package(name, "int8"), spec, "int8")
+            final = _save(context, quantized, context.package(name, "int8", layout), spec, "int8", layout)
             bar.update()
             # the program quantization just built, else re-read from the package
             report = weight_report(getattr(quantized, "_mil_program", None) or read_program(final))
             del quantized
             gc.collect()
-            _record(context, name, "int8", final, time.time() - start, {"weights": report})
+            _record(context, name, "int8", layout, final, time.time() - start, {"weights": report})
         bar.set_postfix_str("done")
     finally:
         bar.close()
         remove(work)
 
 
-def plan(context: Context, layout) -> dict[str, list[str]]:
+def plan(context: Context, layout: Layout) -> dict[str, list[str]]:
     """component -> precisions to build (in the layout's conversion order)."""
     todo = {}
     for spec in layout:
-        if spec.name not in context.settings.components:
+        if not context.settings.wants(spec.name):
             continue
         needed = []
         for precision in context.settings.precisions:
-            name, key = context.name(spec.name, precision), context.key(spec.name, precision)
-            if is_current(context, name, key, [context.package(spec.name, precision)]):
+            name, key = context.name(spec.name, precision, layout), context.key(spec.name, precision, layout)
+            if is_current(context, name, key, [context.package(spec.name, precision, layout)]):
                 entry = context.manifest.artifact(name)
-                context.rows.append(Row(spec.name, precision, entry["size_bytes"] / 2**20, 0.0, "up to date"))
+                context.rows.append(Row(_row_name(spec.name, layout), precision, entry["size_bytes"] / 2**20, 0.0,
+                                        "up to date"))
             else:
                 needed.append(precision)
         if needed:
@@ -296,22 +343,20 @@ def run(settings: Settings) -> list[Row]:
     from contract.quiet import quiet_conversion_bars
 
     context = open_context(settings)
-    layout = declare(context.raw_config, settings.layout, settings.max_context)
-    todo = plan(context, layout)
+    plans = [(layout, plan(context, layout)) for layout in context.layouts]
     build_constants(context)
-    if todo:
+    remaining = [(layout, spec, todo[spec.name]) for layout, todo in plans for spec in layout if spec.name in todo]
+    if remaining:
         quiet_conversion_bars()
-        fp32_layout = layout.for_precision("fp32")
         model = load_model(context)
-        model.base_lm.embed_tokens = None  # in constants already; the LM step takes embeddings as input
-        remaining = [spec for spec in layout if spec.name in todo]
+        model.base_lm.embed_tokens = None  # in constants already; the LM steps take embeddings as input
         while remaining:
-            spec = remaining.pop(0)
-            if "fp32" in todo[spec.name]:
-                convert_fp32(context, fp32_layout[spec.name])
-            if set(todo[spec.name]) - {"fp32"}:
-                convert_component(context, spec, todo[spec.name])
-            drop_parts(model, spec, remaining)
+            layout, spec, precisions = remaining.pop(0)
+            if "fp32" in precisions:
+                convert_fp32(context, layout.for_precision("fp32")[spec.name], layout)
+            if set(precisions) - {"fp32"}:
+                convert_component(context, spec, precisions, layout)
+            drop_parts(model, spec, [later for _, later, _ in remaining])
             gc.collect()
     context.model = None
     gc.collect()
@@ -320,9 +365,11 @@ def run(settings: Settings) -> list[Row]:
 
 
 def summary(rows: list[Row], seconds: float) -> str:
-    lines = [f"{'component':<18} {'precision':<10} {'size MiB':>9} {'seconds':>8}  status",
-             "-" * 58]
+    width = max([18] + [len(row.component) for row in rows])
+    lines = [f"{'component':<{width}} {'precision':<10} {'size MiB':>9} {'seconds':>8}  status",
+             "-" * (width + 40)]
     for row in rows:
-        lines.append(f"{row.component:<18} {row.precision:<10} {row.size_mib:>9.1f} {row.seconds:>8.1f}  {row.status}")
+        lines.append(f"{row.component:<{width}} {row.precision:<10} {row.size_mib:>9.1f} {row.seconds:>8.1f}  "
+                     f"{row.status}")
     lines.append(f"total {seconds:.1f} s")
     return "\n".join(lines)

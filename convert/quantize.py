@@ -25,9 +25,14 @@ def int8_config():
 def quantize_int8(fp16_package):
     """An int8-weight MLModel from a saved fp16 package (its program is re-read from disk)."""
     import coremltools as ct
+
+    return quantize_model(ct.models.MLModel(str(fp16_package), skip_model_load=True))
+
+
+def quantize_model(mlmodel):
+    """An int8-weight MLModel from an fp16 one (one function: coremltools refuses multifunction models)."""
     import coremltools.optimize.coreml as cto
 
-    mlmodel = ct.models.MLModel(str(fp16_package), skip_model_load=True)
     return cto.linear_quantize_weights(mlmodel, int8_config())
 
 

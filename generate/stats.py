@@ -1,18 +1,11 @@
 """Per-run measurements: speeds, real-time factor, peak memory, model calls per generated patch."""
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from contextlib import contextmanager
 
 from contract.atomic import write_json_atomically
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+from contract.memory import peak_rss_mib
 
 
 class Timer:
