@@ -125,7 +125,7 @@ class Generator:
         cfg = c["cfg_value"] if cfg is None else cfg
         ratio = c["max_length_ratio"] if ratio is None else ratio
         retry_badcase = self.retry_badcase_default if retry_badcase is None else retry_badcase
-        _check_settings(min_len, max_len, timesteps, cfg, retry_max)
+        _check_settings(min_len, max_len, timesteps, cfg, retry_max, getattr(self.steps, "fixed_timesteps", None))
         timer, calls_at_start = Timer(), Counter(self.steps.calls)
         seconds_at_start = Counter(self.steps.seconds)
         with timer("read_prompt"):
@@ -191,11 +191,14 @@ class Generator:
 
 
 # -------------------------------------------------------------------- helpers
-def _check_settings(min_len, max_len, timesteps, cfg, retry_max) -> None:
+def _check_settings(min_len, max_len, timesteps, cfg, retry_max, fixed_timesteps=None) -> None:
     if min_len < 0 or max_len < 1:
         raise GenerationError(f"min_len {min_len} / max_len {max_len}: need min_len >= 0 and max_len >= 1")
     if timesteps < 1:
         raise GenerationError(f"timesteps {timesteps}: need at least 1")
+    if fixed_timesteps is not None and timesteps != fixed_timesteps:
+        raise GenerationError(f"these packages were converted for {fixed_timesteps} timesteps (the fast layout's "
+                              f"diffusion), not {timesteps}: use --timesteps {fixed_timesteps}")
     if not np.isfinite(cfg):
         raise GenerationError(f"cfg {cfg}: need a finite number (2.0 is voxcpm's default)")
     if retry_max < 1:

@@ -3,7 +3,8 @@ tokenizer, and one layout's packages of one precision behind a single call, load
 
 Paths come from `contract.artifacts`. Everything is checked before any model runs, so a bad
 directory fails in a second, not after a prompt was encoded. A layout's steps implementation
-(`generate.published_steps`) calls the packages by their declared names through `Packages`.
+(`generate.published_steps`, `generate.fast_steps`) calls the packages by their declared names
+through `Packages`, which counts calls, seconds and the bytes that cross the model boundary.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from contract import artifacts
 from contract.defaults import COMPUTE_MODES, DEFAULT_LAYOUT, PRECISIONS
+from contract.layout import component_names, options_from_metadata
 
 from .errors import GenerationError
 
@@ -110,8 +112,31 @@ def package_paths(out: Path, precision: str, components, backend: str, layout: s
     return paths
 
 
+def layout_options(out: Path, precision: str, layout: str, config: dict) -> dict:
+    """The settings a layout was converted with: the published layout's context is the generation
+    config's; any other layout's options are recorded in its packages' metadata."""
+    if layout == DEFAULT_LAYOUT:
+        return {"max_context": config["max_context"]}
+    from runtime.package_info import read
+
+    for component in component_names(layout):
+        path = artifacts.package_path(out, precision, component, layout)
+        if artifacts.is_package(path):
+            options = options_from_metadata(read(path).metadata)
+            if options:
+                return options
+    raise GenerationError(f"{out} has no {precision} {layout} packages that record their settings: convert them "
+                          f"({artifacts.convert_hint(out, precision)} --layout {layout})")
+
+
+def _dtype_sizes(descs) -> dict[str, int]:
+    return {d.name: np.dtype(d.dtype).itemsize for d in descs or () if d.dtype is not object}
+
+
 class Packages:
-    """A layout's packages behind one call, loaded on first use, with call counts and time."""
+    """A layout's packages (or functions of a package) behind one call, loaded on first use, with call
+    counts, time, and bytes across the model boundary (inputs and outputs at the model's own dtypes:
+    what Core ML receives and returns, fp16 for float tensors)."""
 
     def __init__(self, paths: dict[str, Path], backend: str, compute: str = "fp16"):
         if compute not in COMPUTE_MODES:
@@ -120,22 +145,44 @@ class Packages:
         self._loaded: dict = {}
         self.calls: Counter = Counter()
         self.seconds: Counter = Counter()
+        self.bytes: Counter = Counter()
         self.load_seconds = 0.0
 
-    def load(self, component: str):
-        if component not in self._loaded:
+    @staticmethod
+    def key(component: str, function: str | None = None) -> str:
+        """The name calls are counted under: the component, or component.function."""
+        return component if function is None else f"{component}.{function}"
+
+    def load(self, component: str, function: str | None = None):
+        key = self.key(component, function)
+        if key not in self._loaded:
             import runtime
 
             start = time.perf_counter()
-            self._loaded[component] = runtime.load(str(self.paths[component]), backend=self.backend,
-                                                   compute=self.compute)
+            self._loaded[key] = runtime.load(str(self.paths[component]), backend=self.backend, function=function,
+                                             compute=self.compute)
             self.load_seconds += time.perf_counter() - start
-        return self._loaded[component]
+        return self._loaded[key]
+
+    def new_state(self, component: str, function: str | None = None):
+        """A fresh state (zeros) for a stateful package; every function declaring the same states takes it."""
+        return self.load(component, function).new_state()
+
+    def run(self, component: str, inputs: dict, function: str | None = None, state=None) -> dict[str, np.ndarray]:
+        model, key = self.load(component, function), self.key(component, function)
+        start = time.perf_counter()
+        out = model.predict(inputs) if state is None else model.predict(inputs, state=state)
+        self.seconds[key] += time.perf_counter() - start
+        self.calls[key] += 1
+        self.bytes[key] += self._boundary_bytes(model, inputs, out)
+        return {name: np.asarray(value, dtype=np.float32) for name, value in out.items()}
 
     def __call__(self, component: str, **inputs) -> dict[str, np.ndarray]:
-        model = self.load(component)
-        start = time.perf_counter()
-        out = model.predict(inputs)
-        self.seconds[component] += time.perf_counter() - start
-        self.calls[component] += 1
-        return {name: np.asarray(value, dtype=np.float32) for name, value in out.items()}
+        return self.run(component, inputs)
+
+    @staticmethod
+    def _boundary_bytes(model, inputs: dict, outputs: dict) -> int:
+        """Elements x the model's declared item size (the array's own when the model has no description)."""
+        sizes = {**_dtype_sizes(model.inputs), **_dtype_sizes(model.outputs)}
+        return sum(np.size(v) * sizes.get(name, np.asarray(v).itemsize)
+                   for name, v in list(inputs.items()) + list(outputs.items()))

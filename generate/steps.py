@@ -1,8 +1,9 @@
 """The small interface the generation loop is written against: what it asks of a model, per layout and backend.
 
-Implementations: `generate.published_steps.PublishedSteps` (the published layout's Core ML packages,
-through `runtime`) and `reference.torch_steps.TorchSteps` (the patched torch modules in FP32: the
-reference). A new layout is one new implementation; the loop (`generate.loop`) does not change.
+Implementations: `generate.published_steps.PublishedSteps` and `generate.fast_steps.FastSteps` (the
+published and fast layouts' Core ML packages, through `runtime`) and `reference.torch_steps.TorchSteps`
+(the patched torch modules in FP32: the reference). A new layout is one new implementation; the
+loop (`generate.loop`) does not change.
 Everything crosses this interface as float32 numpy arrays.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ class ModelSteps(Protocol):
     config: dict                   # the generation config (contract.generation): sizes, rates, sampler settings
     calls: Counter                 # model calls so far, by model name
     seconds: Counter               # seconds spent in them, by model name
+    # optional `fixed_timesteps: int`: the only timesteps `sample` takes (a sampler fused at conversion)
 
     def describe(self) -> dict:
         """Settings worth reporting with a run (precision, backend, ...)."""

@@ -12,11 +12,12 @@ from contract.sizes import sizes_from_generation_config
 
 from . import packages
 from .errors import GenerationError
+from .fast_steps import FastSteps
 from .loop import Generator
 from .published_steps import PublishedSteps
 from .text import TextTokenizer
 
-STEPS = {"published": PublishedSteps}   # layout -> its ModelSteps on Core ML packages
+STEPS = {"published": PublishedSteps, "fast": FastSteps}   # layout -> its ModelSteps on Core ML packages
 
 
 class Synthesizer(Generator):
@@ -35,7 +36,8 @@ class Synthesizer(Generator):
         out = packages.open_out(out)
         self.backend, self.precision, self.compute = packages.resolve_backend(backend), precision, compute
         config = packages.read_config(out)
-        declared = declare(sizes_from_generation_config(config), layout, config["max_context"])
+        options = packages.layout_options(out, precision, layout, config)
+        declared = declare(sizes_from_generation_config(config), layout, **options)
         paths = packages.package_paths(out, precision, declared.names, self.backend, layout)
         self.constants = packages.load_constants(out, config)
         tokenizer = TextTokenizer(packages.tokenizer_path(out))
