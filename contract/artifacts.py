@@ -62,8 +62,9 @@ def manifest_path(out) -> Path:
     return Path(out) / MANIFEST
 
 
-def report_dir(out) -> Path:
-    return Path(out) / REPORT_DIR
+def report_dir(out, layout: str = DEFAULT_LAYOUT) -> Path:
+    """OUT/validation for the published layout, OUT/validation-<layout> for any other."""
+    return Path(out) / (REPORT_DIR if layout == DEFAULT_LAYOUT else f"{REPORT_DIR}-{layout}")
 
 
 def artifact_key(precision: str, component: str, layout: str = DEFAULT_LAYOUT) -> str:

@@ -200,6 +200,27 @@ def random_cases(ctx: CaseContext, spec, count: int = 3) -> list[Case]:
     return [Case(f"random {i}", {t.name: draw(t) for t in spec.inputs}) for i in range(count)]
 
 
+DIFFUSION_CFG = (2.0, 3.0, 1.0)   # voxcpm's default, stronger, none (the unconditional branch still runs)
+
+
+def diffusion_cases(ctx: CaseContext, spec) -> list[Case]:
+    """Real: mu from a real prefill, the previous patch a speech patch, at several cfg values. Random:
+    mu and the previous patch at the scale of the real ones. Noise is standard normal, as voxcpm draws it."""
+    real_mu = prefill_mu(ctx)
+    rng = np.random.default_rng(SEED + 4)
+    cond = pick(ctx.prompt, 1)[0].T[None]                     # [1, D, P]
+    scale = float(ctx.prompt.std()) or 1.0
+
+    def case(label, mu, previous, cfg):
+        return Case(label, {"noise": rng.standard_normal(cond.shape).astype(np.float32), "mu": mu.astype(np.float32),
+                            "cond": previous.astype(np.float32), "cfg": np.array([cfg], np.float32)})
+
+    cases = [case(f"speech cfg={cfg}", real_mu, cond, cfg) for cfg in DIFFUSION_CFG]
+    random_mu = (float(real_mu.std()) or 1.0) * rng.standard_normal(real_mu.shape)
+    cases.append(case("random cfg=2.0", random_mu, scale * rng.standard_normal(cond.shape), 2.0))
+    return cases
+
+
 def cases_for(spec, ctx: CaseContext) -> list[Case]:
     """The cases of a stateless component: the builder its declaration names, else random ones."""
     builder = globals().get(spec.cases or "random_cases")

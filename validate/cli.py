@@ -138,7 +138,7 @@ def run_validation(settings) -> int:
     start = time.time()
     results = validate(settings)
     results["wall_seconds"] = round(time.time() - start, 1)
-    directory = settings.report_dir or report_dir(settings.out)
+    directory = settings.report_dir or report_dir(settings.out, settings.layout)
     try:
         write_report(directory, results)
     except OSError as exc:

@@ -11,6 +11,8 @@ import torch
 
 from contract.components import CACHE_KINDS
 
+VOXCPM_ZERO_INIT_FRACTION = 0.04   # hard-coded in voxcpm 2.0.3's UnifiedCFM.solve_euler
+
 
 def _np(tensor) -> np.ndarray:
     return tensor.detach().float().cpu().numpy().copy()
@@ -48,6 +50,17 @@ class TorchReference:
     @torch.no_grad()
     def locdit(self, x, mu, t, cond, dt) -> np.ndarray:
         return _np(self.model.feat_decoder.estimator(_t(x), _t(mu), _t(t), _t(cond), _t(dt)))
+
+    @torch.no_grad()
+    def diffusion(self, noise, mu, cond, cfg, timesteps: int, sway_coef: float, zero_fraction: float) -> np.ndarray:
+        """voxcpm's own sampler (`UnifiedCFM.solve_euler`, CFG-Zero*) from this noise: the timesteps as its
+        `forward` makes them, the first step's velocity zeroed as it does (its fraction is fixed at 0.04)."""
+        assert zero_fraction == VOXCPM_ZERO_INIT_FRACTION, zero_fraction
+        t_span = torch.linspace(1, 0, timesteps + 1)
+        t_span = t_span + sway_coef * (torch.cos(torch.pi / 2 * t_span) - 1 + t_span)
+        return _np(self.model.feat_decoder.solve_euler(_t(noise), t_span, _t(mu), _t(cond),
+                                                       cfg_value=float(np.asarray(cfg).reshape(-1)[0]),
+                                                       use_cfg_zero_star=True))
 
     # ------------------------------------------------------------------ derived inputs
     @torch.no_grad()
@@ -98,39 +111,66 @@ class LMStepReference:
             lm.setup_cache(1, length, torch.device("cpu"), torch.float32)
 
     @torch.no_grad()
+    def base_prefill(self, embeds: np.ndarray) -> np.ndarray:
+        """The base LM over positions 0..n-1 at once, as voxcpm's `_inference` prefills it (full forward +
+        fill_caches); its hidden [n, H], before FSQ."""
+        hidden, caches = self.model.base_lm(inputs_embeds=_t(embeds)[None], is_causal=True)
+        self.model.base_lm.kv_cache.fill_caches(caches)
+        return _np(hidden[0])
+
+    @torch.no_grad()
     def prefill(self, embeds: np.ndarray, is_audio: np.ndarray) -> None:
         """Positions 0..n-1 at once, as voxcpm's `_inference` prefills (full forward + fill_caches);
         stepping them one by one costs ~2 s a position at full size."""
         model = self.model
         x = _t(embeds)[None]
         audio = torch.from_numpy(is_audio.astype(np.float32))[None, :, None]
-        hidden, base_caches = model.base_lm(inputs_embeds=x, is_causal=True)
-        model.base_lm.kv_cache.fill_caches(base_caches)
+        hidden = _t(self.base_prefill(embeds))[None]
         hidden = model.fsq_layer(hidden) * audio + hidden * (1 - audio)
         _, residual_caches = model.residual_lm(inputs_embeds=hidden + audio * x, is_causal=True)
         model.residual_lm.kv_cache.fill_caches(residual_caches)
 
     @torch.no_grad()
+    def base(self, embed: np.ndarray, position: int) -> np.ndarray:
+        """The base LM at `position` (voxcpm's `forward_step`): its hidden [1, H], before FSQ."""
+        return _np(self.model.base_lm.forward_step(_t(embed).reshape(1, -1), torch.tensor([position])))
+
+    @torch.no_grad()
+    def residual(self, residual_in: np.ndarray, position: int) -> np.ndarray:
+        return _np(self.model.residual_lm.forward_step(_t(residual_in).reshape(1, -1), torch.tensor([position])))
+
+    @torch.no_grad()
+    def fsq(self, hidden: np.ndarray) -> np.ndarray:
+        return _np(self.model.fsq_layer(_t(hidden)))
+
+    @torch.no_grad()
+    def heads(self, lm_hidden: np.ndarray, res_hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, stop_logit) from the LM hidden voxcpm conditions on and the residual hidden."""
+        model, h = self.model, _t(lm_hidden)
+        mu = model.lm_to_dit_proj(h) + model.res_to_dit_proj(_t(res_hidden))
+        return _np(mu), _np(model.stop_head(model.stop_actn(model.stop_proj(h))))
+
     def step(self, embed: np.ndarray, position: int, is_audio: bool) -> dict:
         """Both LMs at `position`: their inputs and outputs by the converted interface's names."""
-        model = self.model
-        x = _t(embed).reshape(1, -1)
-        pos = torch.tensor([position])
-        hidden = model.base_lm.forward_step(x, pos).clone()
-        fsq = model.fsq_layer(hidden)
-        stop = model.stop_head(model.stop_actn(model.stop_proj(fsq)))
+        x = np.asarray(embed, np.float32).reshape(1, -1)
+        hidden = self.base(x, position)
+        fsq = self.fsq(hidden)
+        stop = self.heads(fsq, np.zeros_like(fsq))[1]
         lm_hidden = fsq if is_audio else hidden
         residual_in = lm_hidden + x if is_audio else lm_hidden
-        res_hidden = model.residual_lm.forward_step(residual_in, pos).clone()
-        return {"base_lm_step": {"embed": _np(x), "lm_hidden": _np(hidden), "lm_hidden_fsq": _np(fsq),
-                                 "stop_logit": _np(stop)},
-                "residual_lm_step": {"embed": _np(residual_in), "res_hidden": _np(res_hidden)}}
+        res_hidden = self.residual(residual_in, position)
+        return {"base_lm_step": {"embed": x, "lm_hidden": hidden, "lm_hidden_fsq": fsq, "stop_logit": stop},
+                "residual_lm_step": {"embed": residual_in, "res_hidden": res_hidden}}
 
     def caches(self, spec) -> list[torch.Tensor]:
         """The LM step's caches in its declaration's slot order (`CacheSpec.slots`): views
         [1, kv_heads, max_length, D] of the StaticKVCache of the LM its declaration names first."""
-        cache = getattr(self.model, spec.parts[0]).kv_cache.kv_cache   # [2 (k, v), layers, 1, heads, L, D]
-        return [cache[CACHE_KINDS.index(kind), i] for kind, i in spec.caches.slots()]
+        return self.lm_caches(spec.parts[0], spec.caches)
+
+    def lm_caches(self, lm: str, caches) -> list[torch.Tensor]:
+        """The caches of model part `lm` in the slot order of `caches` (a CacheSpec)."""
+        cache = getattr(self.model, lm).kv_cache.kv_cache   # [2 (k, v), layers, 1, heads, L, D]
+        return [cache[CACHE_KINDS.index(kind), i] for kind, i in caches.slots()]
 
 
 class FSQReference:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from contract import artifacts
+from contract.defaults import DEFAULT_LAYOUT
 from contract.atomic import write_json_atomically, write_text_atomically
 
 from . import plots
@@ -16,8 +17,8 @@ from . import plots
 E2E_PLACEHOLDER = {"status": "not run", "note": "end-to-end ASR check (validate/asr) fills this section"}
 
 
-def report_dir(out: Path) -> Path:
-    return artifacts.report_dir(out)
+def report_dir(out: Path, layout: str = DEFAULT_LAYOUT) -> Path:
+    return artifacts.report_dir(out, layout)
 
 
 def _json_ready(results: dict) -> dict:

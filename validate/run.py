@@ -1,7 +1,8 @@
 """The whole validation: torch references, converted packages, checks, localisation, report.
 
 Phases in order: prepare (the unpatched model and the speech clip), stateless (each stateless
-component on its cases), rollouts (the LM steps, teacher-forced, every cache at every step),
+component on its cases), rollouts (the LM steps, teacher-forced, every cache at every step; an LM
+package with states: its chunked prefills and step rollouts, every state after every call),
 structure (what the numbers may not see), localisation of failures, and end to end (ASR). Which
 components run in which phase follows their declared kind.
 """
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract.components import LM_STEP, STATELESS
+from contract.components import LM_STATES, LM_STEP, STATELESS
 from contract.defaults import DEFAULT_LAYOUT, E2E_CER_MARGIN, E2E_MAX_WER
 
 from . import cases as inp
@@ -68,9 +69,14 @@ class Run:
         self.backend = None
 
     def load_models(self, spec) -> dict:
+        """precision -> the runtime model (a multifunction package: function name -> its model)."""
         import runtime
 
-        return {p: runtime.load(self.target.package(spec.name, p), backend=self.settings.backend)
+        def load(precision, function=None):
+            return runtime.load(self.target.package(spec.name, precision), backend=self.settings.backend,
+                                function=function)
+
+        return {p: {f.name: load(p, f.name) for f in spec.functions} if spec.functions else load(p)
                 for p in self.settings.precisions if spec.name in self.target.todo[p]}
 
     def prepare(self):
@@ -110,6 +116,22 @@ class Run:
         gc.collect()
 
     def rollouts(self):
+        self.lm_step_rollouts()
+        self.lm_state_rollouts()
+
+    def lm_state_rollouts(self):
+        from .state_rollout import run_state_rollouts
+
+        for spec in self.target.specs(LM_STATES):
+            models = [(spec, precision, functions) for precision, functions in self.load_models(spec).items()]
+            self.backend = next(iter(models[0][2].values())).backend
+            self.notes.update(run_state_rollouts(self.ref, self.context, models, self.recorder,
+                                                 self.target.max_context, self.settings.steps,
+                                                 self.settings.progress))
+            del models
+            gc.collect()
+
+    def lm_step_rollouts(self):
         from .rollout import plan_rollouts, run_rollouts
 
         specs = self.target.specs(LM_STEP)
@@ -136,6 +158,8 @@ class Run:
                     self.structural.append({"component": component, "precision": precision, **entry})
 
     def localize_all(self, rows: list[dict]):
+        # localisation replays one call of a stateless program: not an LM package with states
+        rows = [r for r in rows if self.target.layout[r["name"]].kind != LM_STATES]
         failing = {(r["name"], r["precision"]) for r in rows if not r["passed"]}
         targets = [key for key in self.recorder.witnesses if self.settings.localize or key in failing]
         if not targets:

@@ -1,4 +1,4 @@
-"""Validate the stateless components (VAE encoder/decoder, feat_encoder, locdit_step) case by case."""
+"""Validate the stateless components (VAE encoder/decoder, feat_encoder, locdit_step, diffusion) case by case."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +10,8 @@ from .records import Recorder
 
 def reference_output(ref, spec, arrays: dict) -> np.ndarray:
     """The torch reference's output for the component's inputs: the reference method its declaration names,
-    fed the inputs in declaration order."""
-    return getattr(ref, spec.reference)(*(arrays[t.name] for t in spec.inputs))
+    fed the inputs in declaration order (and the declaration's options: the diffusion's timesteps)."""
+    return getattr(ref, spec.reference)(*(arrays[t.name] for t in spec.inputs), **spec.options)
 
 
 def run_cases(spec, cases, ref, models: dict, recorder: Recorder, progress: bool = True) -> None:

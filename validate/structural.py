@@ -7,6 +7,9 @@
   baked the example position, or dropped the cache write, gives outputs that do not.
 - A cache output must not be a plain passthrough (identity chain) of a cache input: what
   torch.jit.trace leaves of an in-place write into a view.
+- A package with states (every function of it): every declared state is written
+  (`coreml_update_state`), what is written depends on the function's position input and on its
+  data inputs, and is not merely the state read back (a dropped write, a baked position).
 """
 from __future__ import annotations
 
@@ -76,8 +79,17 @@ def quantized_weights(function) -> int:
 
 
 def check_package(spec, package: Path, precision: str) -> list[dict]:
-    """[{check, passed, detail}] for the package of component `spec` (its declaration)."""
-    function = load_function(package)
+    """[{check, passed, detail}] for the package of component `spec` (its declaration): of every function."""
+    if spec.functions:
+        from runtime.mil.loader import read_program
+
+        program = read_program(package)
+        return [{**entry, "check": f"{function.name}: {entry['check']}"} for function in spec.functions
+                for entry in _check_function(program.functions[function.name], function, precision)]
+    return _check_function(load_function(package), spec, precision)
+
+
+def _check_function(function, spec, precision: str) -> list[dict]:
     bad = quantized_non_weights(function)
     results = [{"check": "only linear/conv weights are quantized", "passed": not bad,
                 "detail": "; ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")}]
@@ -87,7 +99,41 @@ def check_package(spec, package: Path, precision: str) -> list[dict]:
                         "detail": f"{count} linear/conv weights quantized"})
     if spec.caches is not None:
         results += _cache_checks(function, spec)
+    if spec.states:
+        results += _state_checks(function, spec)
     return results
+
+
+def _state_checks(function, spec) -> list[dict]:
+    """Every declared state written, from the position and the data inputs, not passed through."""
+    deps = input_dependencies(function)
+    data = {t.name for t in spec.inputs if t.dtype != "int32"}
+    written, blind, passthrough = set(), [], []
+    for op in function.operations:
+        if op.op_type != "coreml_update_state":
+            continue
+        name, value = op.inputs["state"].name, op.inputs["value"]
+        written.add(name)
+        found = deps.get(value.name, frozenset())
+        if spec.position_input not in found or not data & found:
+            blind.append(f"{name} ignores {spec.position_input if spec.position_input not in found else 'its inputs'}")
+        if _reads_back(value, name):
+            passthrough.append(name)
+    missing = [t.name for t in spec.states if t.name not in written]
+    short = lambda items: "; ".join(items[:4]) + (f" and {len(items) - 4} more" if len(items) > 4 else "")  # noqa
+    return [
+        {"check": "every state is written", "passed": not missing, "detail": short(missing)},
+        {"check": "state writes depend on the position and the inputs", "passed": not blind, "detail": short(blind)},
+        {"check": "no state write is its own value read back", "passed": not passthrough,
+         "detail": short(passthrough)},
+    ]
+
+
+def _reads_back(var, state: str) -> bool:
+    """The value written is the state's own read (through identity/cast): nothing was written."""
+    while var.op is not None and var.op.op_type in PASSTHROUGH_OPS:
+        var = var.op.inputs["x"]
+    return var.op is not None and var.op.op_type == "read_state" and var.op.inputs["input"].name == state
 
 
 def _cache_checks(function, spec) -> list[dict]:
