@@ -1,5 +1,6 @@
 """Shared fixtures: tiny random VoxCPM 1.5 checkpoints built once per test session."""
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,10 +43,21 @@ def private_hash_cache(tmp_path_factory) -> Path:
     return home
 
 
-def convert_checkpoint(checkpoint: Path, out: Path, precision: str) -> Path:
+def convert_checkpoint(checkpoint: Path, out: Path, precision: str, *options: str) -> Path:
     from convert.cli import main
 
-    assert main(["--model", str(checkpoint), "--precision", precision, "--out", str(out)]) == 0
+    assert main(["--model", str(checkpoint), "--precision", precision, "--out", str(out), *options]) == 0
+    return out
+
+
+TEST_PREFILL_CHUNK = 16   # tests: 16 positions per prefill call (default 64), so every prompt spans several
+
+
+def with_fast_layout(source_out: Path, checkpoint: Path, out: Path, *precisions: str) -> Path:
+    """A copy of `source_out` (the published layout) with the fast layout added in `precisions`."""
+    shutil.copytree(source_out, out, ignore=shutil.ignore_patterns("validation"))
+    for precision in precisions:
+        convert_checkpoint(checkpoint, out, precision, "--layout", "fast", "--prefill-chunk", str(TEST_PREFILL_CHUNK))
     return out
 
 
@@ -66,6 +78,20 @@ def tiny_never_stop_fp32(tiny_never_stop_coreml, tiny_never_stop_dir) -> Path:
     """The FP32 reference build (`--precision fp32`) of `tiny_never_stop_dir`, added to the same OUT
     (OUT/fp32 beside the untouched OUT/fp16), for the generator parity checks at 1e-3."""
     return convert_checkpoint(tiny_never_stop_dir, tiny_never_stop_coreml, "fp32")
+
+
+@pytest.fixture(scope="session")
+def tiny_both_coreml(tiny_coreml, tiny_dir, tmp_path_factory) -> Path:
+    """`tiny_coreml` (published, fp16 + int8) with the fast layout added in fp16 and int8 (context 1024, the
+    tiny model's own limit; prefill chunk TEST_PREFILL_CHUNK): both layouts in one OUT."""
+    return with_fast_layout(tiny_coreml, tiny_dir, tmp_path_factory.mktemp("tiny_both") / "out", "all")
+
+
+@pytest.fixture(scope="session")
+def never_both_fp32(tiny_never_stop_fp32, tiny_never_stop_dir, tmp_path_factory) -> Path:
+    """`tiny_never_stop_fp32` (published fp16 + fp32) with the fast layout added in fp32 and fp16."""
+    return with_fast_layout(tiny_never_stop_fp32, tiny_never_stop_dir, tmp_path_factory.mktemp("never_both") / "out",
+                            "fp32", "fp16")
 
 
 @pytest.fixture

@@ -101,3 +101,95 @@ def corrupt_weight(package: Path, const_name: str, factor: float = 1.5) -> None:
         values = np.frombuffer(handle.read(size), dtype=np.float16).astype(np.float32) * factor
         handle.seek(data_offset)
         handle.write(values.astype(np.float16).tobytes())
+
+
+# ----------------------------------------------------------------------------- the fast layout's lm package
+def fast_lm(checkpoint: Path, broken: dict, **options):
+    """A builder of the fast layout's `lm` package (`options`: the layout's) in which function f's module is
+    `broken[f](function_spec, model)` instead of its own: the rest converted, merged and described as
+    `convert` does."""
+    def build_package(path: Path) -> None:
+        from checkpoint.loading import load_voxcpm
+        from contract.layout import declare, option_metadata
+        from contract.quiet import quiet_conversion_bars
+        from convert.converters import capture, examples, to_coreml
+        from convert.multifunction import Functions
+        from convert.packaging import describe
+        from patches.apply import patch_model
+        from patches.modules import build
+
+        quiet_conversion_bars()
+        layout = declare(json.loads((Path(checkpoint) / "config.json").read_text()), "fast", **options)
+        spec, model = layout["lm"], patch_model(load_voxcpm(checkpoint))
+        models = {}
+        for function in spec.functions:
+            make = broken.get(function.name)
+            module = (make(function, model) if make else build(function, model)).eval()
+            models[function.name] = to_coreml(capture(module, function, examples(function)), function,
+                                              layout.deployment_target)
+        functions = Functions(spec, models)
+        describe(functions, spec, "fp16", layout.name, str(checkpoint), "control", option_metadata(layout))
+        functions.save(path)
+    return build_package
+
+
+def fast_out_with(root: Path, source_out: Path, build) -> Path:
+    """A fresh OUT holding the fp16 fast `lm` package written by `build(path)`, and the source's manifest."""
+    from contract.artifacts import package_path
+
+    out = Path(root)
+    path = package_path(out, "fp16", "lm", "fast")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(source_out) / "manifest.json", out / "manifest.json")
+    build(path)
+    return out
+
+
+def _step(function, model, cls):
+    return cls(model, state_caches=function.state_caches, **function.options)
+
+
+def step_without_last_write(function, model):
+    """`step` whose last cache write (the residual LM's last value cache) writes the state's own value back:
+    what a capture that loses an in-place write leaves."""
+    from unittest import mock
+
+    from patches.fast_lm import LMStep
+    from patches.kv_cache import slice_write
+
+    class DroppedStateWrite(LMStep):
+        def forward(self, feat, position):
+            writes = []
+
+            def write(cache, begin, states):
+                writes.append(cache)
+                if len(writes) == 2 * (len(self.base_lm.layers) + len(self.residual_lm.layers)):
+                    return cache.copy_(cache.clone())
+                return slice_write(cache, begin, states)
+
+            with mock.patch("patches.chunk.slice_write", write):
+                return super().forward(feat, position)
+
+    return _step(function, model, DroppedStateWrite)
+
+
+def step_at_a_baked_position(function, model):
+    """`step` that ignores its `position` input: every call reads RoPE row 3 and writes cache slot 3."""
+    from patches.fast_lm import LMStep
+
+    class BakedStatePosition(LMStep):
+        def forward(self, feat, position):
+            return super().forward(feat, torch.full((1,), 3, dtype=torch.int32))
+
+    return _step(function, model, BakedStatePosition)
+
+
+def prefill_with_fsq_everywhere(function, model):
+    """`prefill` that applies FSQ (and adds the embedding to the residual input) at text positions too."""
+    from patches.fast_lm import LMPrefill
+
+    class FSQAtTextPositions(LMPrefill):
+        def _lms(self, embeds, audio, start, keep=None):
+            return super()._lms(embeds, None, start, keep)
+
+    return FSQAtTextPositions(model, state_caches=function.state_caches, **function.options)
