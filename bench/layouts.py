@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from contract import artifacts
-from contract.defaults import DEFAULT_OUT, PRECISIONS
+from contract.defaults import AUDIO_START_TOKEN, DEFAULT_OUT, PRECISIONS
 from contract.layout import LAYOUTS
 
 PROMPT_SECONDS = 10.0
@@ -89,12 +89,14 @@ def per_patch(steps, patches: int, position: int, config: dict) -> tuple[Counter
 
 
 def prefill_calls(steps, config: dict, tokens: int = TEXT_TOKENS, seconds: float = PROMPT_SECONDS) -> tuple[int, int]:
-    """(calls, positions) of one prefill of `tokens` text tokens and a `seconds` prompt."""
-    patch_seconds = config["patch_size"] * config["hop_length"] / config["sample_rate"]
-    n_prompt = int(round(seconds / patch_seconds))
+    """(model calls, positions) of one prefill of `tokens` text tokens, the audio-start token and a
+    `seconds` prompt (left-padded to whole patches, as the generator pads it)."""
+    patch_samples = config["patch_size"] * config["hop_length"]
+    n_prompt = -(-int(round(seconds * config["sample_rate"])) // patch_samples)
     before = sum(steps.packages.calls.values())
-    steps.prefill(list(range(tokens)), np.zeros((n_prompt, config["patch_size"], config["feat_dim"]), np.float32))
-    return sum(steps.packages.calls.values()) - before, tokens + n_prompt
+    steps.prefill(list(range(tokens)) + [AUDIO_START_TOKEN],
+                  np.zeros((n_prompt, config["patch_size"], config["feat_dim"]), np.float32))
+    return sum(steps.packages.calls.values()) - before, tokens + 1 + n_prompt
 
 
 # ----------------------------------------------------------------------------- weights read
@@ -226,8 +228,9 @@ def table(result: dict) -> str:
     for r in result["rows"]:
         rss = f"{r['convert_peak_rss_mib'] / 1024:.1f} GiB" if r["convert_peak_rss_mib"] else "n/a"
         lines.append(f"| {r['layout']} | {r['precision']} | {r['calls_per_patch']:g} | {_size(r['bytes_per_patch'])} | "
-                     f"{_size(r['weight_bytes_per_patch'])} | {r['prefill_calls']} | {r['total_mib']:.1f} MiB | "
-                     f"{r['convert_seconds']:.0f} | {rss} | {r['patches_per_second']:.3f} |")
+                     f"{_size(r['weight_bytes_per_patch'])} | {r['prefill_calls']} for {r['prefill_positions']} "
+                     f"positions | {r['total_mib']:.1f} MiB | {r['convert_seconds']:.0f} | {rss} | "
+                     f"{r['patches_per_second']:.3f} |")
     return "\n".join(lines)
 
 

@@ -19,8 +19,10 @@ def test_layouts_bench_counts_calls_bytes_and_prefill_per_layout(tiny_both_corem
         assert published["bytes_per_patch"] > 2 * 2 * 5 * 2 * 512 * 16 * 2 > 100 * fast["bytes_per_patch"]
         assert fast["bytes_per_patch"] < 16 * 1024
         # 100 tokens + audio-start + a 10 s prompt (63 patches) = 164 positions: 11 chunks of 16 here (3 of the
-        # default 64: tests/contract/test_fast.py), or one call per position
-        assert fast["prefill_calls"] == 11 and published["prefill_calls"] == 164 == fast["prefill_positions"]
+        # default 64: tests/contract/test_fast.py); published: base + residual LM per position, and the
+        # feature encoder at the 63 prompt positions
+        assert fast["prefill_positions"] == published["prefill_positions"] == 164
+        assert fast["prefill_calls"] == 11 and published["prefill_calls"] == 2 * 164 + 63
         assert fast["weight_bytes_per_patch"] > 0 and fast["patches_per_second"] > 0
         assert fast["package_mib"]["lm"] > 0 and fast["convert_peak_rss_mib"] > 0
     assert rows["fast", "int8"]["weight_bytes_per_patch"] < rows["fast", "fp16"]["weight_bytes_per_patch"]
