@@ -73,7 +73,8 @@ def _prefill(s: ModelSizes, chunk: int, max_context: int, states) -> ComponentSp
          TensorSpec("start", (1,), "int32", description=f"the position of row 0; start + {chunk} <= {max_context}"),
          TensorSpec("last", (1,), "int32", description="the row whose conditioning is returned (the last real "
                                                         "row; rows after it are padding, overwritten later)")),
-        _heads(s, (1, chunk, s.lm_hidden), "every row"), primary_output="mu", torch_module="LMPrefill", parts=LM_PARTS, state_caches=states,
+        _heads(s, (1, chunk, s.lm_hidden), "every row"), primary_output="mu", torch_module="LMPrefill", parts=LM_PARTS,
+        state_caches=states,
         position_input="start", options={"max_context": max_context, "chunk": chunk},
         notes=f"{chunk} positions per call; FSQ and the audio embedding at audio positions only, as voxcpm's prefill")
 
@@ -86,7 +87,8 @@ def _step(s: ModelSizes, max_context: int, states) -> ComponentSpec:
                     description=f"the patch just generated, [1, 1, patch, feat_dim] frame-major (the diffusion "
                                 f"output transposed)"),
          TensorSpec("position", (1,), "int32", description=f"the position it takes, 0..{max_context - 1}")),
-        _heads(s, (1, s.lm_hidden), "this position"), primary_output="mu", torch_module="LMStep", parts=LM_PARTS, state_caches=states,
+        _heads(s, (1, s.lm_hidden), "this position"), primary_output="mu", torch_module="LMStep", parts=LM_PARTS,
+        state_caches=states,
         embed_input="feat", position_input="position", options={"max_context": max_context},
         notes="one call per generated patch")
 

@@ -198,4 +198,5 @@ def test_chunk_mask_and_slice_write():
     assert mask.shape == (1, 1, 2, 10) and mask[0, 0].sum(dim=-1).tolist() == [4, 5]
     cache, states = torch.zeros(1, 2, 10, 4), torch.randn(1, 2, 3, 4)
     slice_write(cache, chunk_start(torch.tensor([6], dtype=torch.int32), 3, 10), states)
-    assert torch.equal(cache[:, :, 6:9], states) and cache[:, :, :6].abs().sum() == 0 and cache[:, :, 9].abs().sum() == 0
+    assert torch.equal(cache[:, :, 6:9], states)
+    assert cache[:, :, :6].abs().sum() == 0 and cache[:, :, 9].abs().sum() == 0
