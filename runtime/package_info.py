@@ -41,8 +41,12 @@ def read(path, function_name=None) -> PackageDesc:
     desc = spec.description
     functions = tuple(f.name for f in desc.functions)
     features = list(desc.input) + list(desc.output) + list(getattr(desc, "state", []))
+    # a multifunction package: the descriptions of the chosen function (default: the default one), as
+    # two functions may describe a tensor of the same name differently
+    chosen = function_name or desc.defaultFunctionName
     for function in desc.functions:
-        features += list(function.input) + list(function.output) + list(function.state)
+        if function.name == chosen:
+            features += list(function.input) + list(function.output) + list(function.state)
     meta = desc.metadata
     metadata = {"author": meta.author, "license": meta.license, "version": meta.versionString,
                 "short_description": meta.shortDescription, **dict(meta.userDefined)}
