@@ -63,7 +63,7 @@ def test_every_function_tensor_is_described(tiny_both_coreml, tiny_dir):
     from contract.layout import declare
     from runtime.package_info import read
 
-    layout = declare(json.loads((tiny_dir / "config.json").read_text()), "fast")
+    layout = declare(json.loads((tiny_dir / "config.json").read_text()), "fast", prefill_chunk=TEST_PREFILL_CHUNK)
     for function in layout["lm"].functions:
         package = read(tiny_both_coreml / "fp16-fast" / "lm.mlpackage", function.name)
         for tensor in function.inputs + function.outputs:

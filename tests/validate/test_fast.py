@@ -31,38 +31,43 @@ def fast_validation(tiny_dir, tiny_both_coreml):
     return _validate(tiny_dir, tiny_both_coreml, "--precision", "all")
 
 
-def _rows(report, output_prefix, precision=None):
-    return [r for r in report["components"] if r["output"].startswith(output_prefix)
-            and (precision is None or r["precision"] == precision)]
+def _steps(report, output, precision) -> dict[str, list[int]]:
+    """rollout -> the positions at which `output` was compared."""
+    return {r["rollout"]: r["position"] for r in report["steps"] if r["output"] == output
+            and r["precision"] == precision}
 
 
 def test_fast_layout_passes_every_gate(fast_validation):
     status, report = fast_validation
-    failed = [(r["name"], r["precision"], r["output"], r["case"]) for r in report["components"] if not r["passed"]]
+    failed = [(r["name"], r["precision"], r["output"], r["worst"]) for r in report["components"] if not r["passed"]]
     assert status == 0 and not failed, failed
+    assert report["layout"] == "fast"
     assert {r["name"] for r in report["components"]} == {"audio_vae_encoder", "audio_vae_decoder", "diffusion", "lm"}
-    assert all(c["passed"] for c in report["structural"])
+    assert all(c["passed"] for c in report["structural"] + report["checks"])
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_every_state_is_compared_after_every_call(fast_validation, precision):
     _, report = fast_validation
-    prefill = _rows(report, "prefill: states", precision)
-    step = _rows(report, "step: states", precision)
     # three prefills of 27 positions (a chunk and a half, plus 3): 16, 7 and 1 new rows per call
     length = TEST_PREFILL_CHUNK + TEST_PREFILL_CHUNK // 2 + 3
-    assert len(prefill) == sum(len(prefill_calls(length, TEST_PREFILL_CHUNK, 1024, rows)) for rows in (16, 7, 1))
+    prefill = _steps(report, "prefill: states", precision)
+    for rows in (16, 7, 1):
+        calls = prefill_calls(length, TEST_PREFILL_CHUNK, 1024, rows)
+        assert prefill[f"prefill, {rows} rows/call"] == [start + count - 1 for start, count in calls]
     # two rollouts of FAST's 8 steps: after the prefill, and ending at the last position of the context
-    assert len(step) == 2 * 8 and max(r["step"] for r in step) == 1023
-    chunked = _rows(report, "prefill: chunked vs one position per call", precision)
-    assert {r["case"] for r in chunked} == {"16 rows/call vs 1", "7 rows/call vs 1"}
+    step = _steps(report, "step: states", precision)
+    assert sorted(step.values()) == [list(range(length, length + 8)), list(range(1016, 1024))]
+    chunked = [r for r in report["components"] if r["output"] == "prefill: chunked vs one position per call"
+               and r["precision"] == precision]
+    assert len(chunked) == 1 and chunked[0]["cases"] == 2 and chunked[0]["rel_l2"] < 1e-3
 
 
 def test_the_fused_diffusion_is_compared_with_voxcpms_sampler(fast_validation):
     _, report = fast_validation
-    rows = [r for r in report["components"] if r["name"] == "diffusion"]
-    assert {r["case"] for r in rows} >= {"speech cfg=2.0", "speech cfg=1.0", "random cfg=2.0"}
-    assert all(r["passed"] for r in rows)
+    rows = [r for r in report["components"] if r["name"] == "diffusion" and r["gated"]]
+    assert {r["precision"] for r in rows} == {"fp16", "int8"} and all(r["passed"] for r in rows)
+    assert all(r["cases"] == 4 for r in rows)   # cfg 2, 3, 1 on speech, and a random case
 
 
 def _control(tiny_dir, tiny_both_coreml, root, broken):
