@@ -25,10 +25,11 @@ class MilModel:
 
     backend = "mil"
 
-    def __init__(self, function, inputs, outputs, states, compute="fp16", function_name=None):
+    def __init__(self, function, inputs, outputs, states, compute="fp16", function_name=None, strict_inputs=False):
         if compute not in COMPUTE_MODES:
             raise ValueError(f"compute must be 'fp16' or 'fp32', got {compute!r}")
         self.compute, self.function_name = compute, function_name
+        self.strict_inputs = strict_inputs  # True: the toolkit's own dtype check instead of Core ML's conversions
         self.inputs, self.outputs, self.states = inputs, outputs, states
         opset = int(function.opset_version.value) if function.opset_version is not None else 0
         self._plan = Plan(function, opset, compute == "fp16", function_name)
@@ -39,19 +40,19 @@ class MilModel:
         self._in_dtypes = {n: v.dtype for n, v in function.inputs.items()}
 
     @classmethod
-    def from_path(cls, path, function_name=None, compute="fp16"):
+    def from_path(cls, path, function_name=None, compute="fp16", strict_inputs=False):
         t0 = time.perf_counter()
         model, spec = loader.load_spec(path)
         program = loader.load_program(model, spec)
         name = function_name or _describe.default_function(spec)
         name, function = loader.pick_function(program, name)
         ins, outs, states = _describe.describe(spec, function_name if function_name else _describe.default_function(spec))
-        self = cls(function, ins, outs, states, compute, name)
+        self = cls(function, ins, outs, states, compute, name, strict_inputs)
         log.info("mil: loaded %s (function %s, %d ops) in %.2f s", path, name, len(self._plan.steps), time.perf_counter() - t0)
         return self
 
     @classmethod
-    def from_program(cls, program, function_name=None, compute="fp16"):
+    def from_program(cls, program, function_name=None, compute="fp16", strict_inputs=False):
         """Interpret an in-memory PyMIL program (e.g. built with mb.program)."""
         from ..describe import TensorDesc
         from coremltools.converters.mil.mil import types
@@ -66,7 +67,7 @@ class MilModel:
                 ins.append(TensorDesc(n, tuple(v.shape), types.nptype_from_builtin(v.dtype)))
         outs = [TensorDesc(v.name, tuple(v.shape) if v.shape else (), types.nptype_from_builtin(v.dtype), kind="output")
                 for v in function.outputs]
-        return cls(function, ins, outs, states, compute, name)
+        return cls(function, ins, outs, states, compute, name, strict_inputs)
 
     def new_state(self):
         return MilState(self.states, self.compute == "fp16")
@@ -77,7 +78,7 @@ class MilModel:
         ``return_intermediates``: True for every op output, or a collection of the names
         wanted (the others are released as the run goes, which matters for big programs).
         """
-        env = self._prepare(_describe.check_inputs(inputs, self.inputs, cast=False))
+        env = self._prepare(_describe.check_inputs(inputs, self.inputs, cast=False, strict=self.strict_inputs))
         if self.states:
             if state is None:
                 raise ValueError("this model has states: pass state=model.new_state()")
@@ -100,7 +101,8 @@ class MilModel:
             if np.dtype(d.dtype) != np.float16:
                 env[d.name] = np.array(v, dtype=d.dtype)
             elif self.compute == "fp16":
-                env[d.name] = fp16.round_to_fp16(v)  # always a new array
+                # float64 straight to fp16: through fp32 first would round twice
+                env[d.name] = v.astype(np.float16).astype(np.float32) if v.dtype == np.float64 else fp16.round_to_fp16(v)
             else:
                 env[d.name] = fp16.cast(v, np.float32) if v.dtype != np.float32 else v.copy()
         return env

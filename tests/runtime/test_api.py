@@ -59,8 +59,12 @@ def test_wrong_shape_and_dtype_are_named(built):
         model.predict(feed)
     feed = _feed(model)
     feed["position"] = np.array([1.5], np.float32)
+    strict = runtime.load(path, backend="mil", strict_inputs=True)
     with pytest.raises(runtime.InputError, match="'position'.*integer"):
-        model.predict(feed)
+        strict.predict(feed)
+    # Core ML's own conversion (the default) truncates toward zero: 1.5 runs as position 1
+    as_one = dict(feed, position=np.array([1], np.int32))
+    np.testing.assert_array_equal(model.predict(feed)["hidden"], model.predict(as_one)["hidden"])
 
 
 def test_fp32_accepted_for_fp16_input(built):
