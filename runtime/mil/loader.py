@@ -1,5 +1,6 @@
 """Read a saved .mlpackage/.mlmodel back into a PyMIL program."""
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,31 @@ def load_program(model, spec):
 
     if spec.WhichOneof("Type") != "mlProgram":
         raise ValueError(f"not an ML Program (model type {spec.WhichOneof('Type')!r}); only mlprogram is interpreted")
-    return load(spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir or "")
+    with _variadic_dims():
+        return load(spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir or "")
+
+
+@contextmanager
+def _variadic_dims():
+    """Read a variadic-rank dimension (fill/reshape/random ops given a shape of unknown length) as
+    a variadic symbol, as the PyMIL builder types it, instead of coremltools 9.0's
+    NotImplementedError("Variadic dimensions not yet implemented"). The interpreter never reads
+    declared shapes, only dtypes, so the exact rank does not matter."""
+    from coremltools.converters.mil.frontend.milproto import helper
+    from coremltools.converters.mil.mil import get_new_variadic_symbol
+
+    original = helper.get_proto_dim
+
+    def get_proto_dim(dim):
+        if dim.WhichOneof("dimension") != "constant" and dim.unknown.variadic:
+            return get_new_variadic_symbol()
+        return original(dim)
+
+    helper.get_proto_dim = get_proto_dim
+    try:
+        yield
+    finally:
+        helper.get_proto_dim = original
 
 
 def pick_function(program, name=None):
