@@ -361,12 +361,46 @@ def test_scatter_does_not_modify_a_live_input():
 
 # ---- layout -----------------------------------------------------------------
 
-def test_reshape_zero_copies_dimension_on_ios17():
+def test_reshape_zero_aligns_from_the_right_on_ios17():
+    """iOS17+: each 0 copies the x dim aligned from the right, 1 where none lines up (the definition's
+    example (2, 50) + [1, 0, -1, 0] -> (1, 1, 2, 50)); iOS15/16 copy the same position."""
     x = rand(2, 3, 4)
     (got,) = run_program([("x", x.shape, types.fp32)], lambda v: mb.reshape(x=v, shape=[0, -1]), {"x": x})
-    assert got.shape == (2, 12)
-    np.testing.assert_array_equal(got, x.reshape(2, 12))
-    check_op(lambda v: mb.reshape(x=v, shape=[0, 4, 3]), x)
+    assert got.shape == (3, 8)  # the 0 lines up with x's 3, not its leading 2
+    np.testing.assert_array_equal(got, x.reshape(3, 8))
+    check_op(lambda v: mb.reshape(x=v, shape=[0, -1]), x)
+    y = rand(2, 50)
+    (got,) = run_program([("y", y.shape, types.fp32)], lambda v: mb.reshape(x=v, shape=[1, 0, -1, 0]), {"y": y})
+    assert got.shape == (1, 1, 2, 50)
+    check_op(lambda v: mb.reshape(x=v, shape=[1, 0, -1, 0]), y)
+    for opset in (ct.target.iOS16, ct.target.iOS17):
+        (got,) = run_program([("x", x.shape, types.fp32)], lambda v: mb.reshape(x=v, shape=[0, -1, 2]), {"x": x}, opset)
+        assert got.shape == (2, 6, 2)  # same length as rank: the same position on every opset
+        check_op(lambda v: mb.reshape(x=v, shape=[0, -1, 0]), x, opset=opset)
+
+
+def test_thresholded_relu_keeps_x_at_alpha():
+    x = np.array([0.5, 0.49999997, 1.0, -2.0], np.float32)
+    got = check_op(lambda v: mb.thresholded_relu(x=v, alpha=0.5), x)[0]
+    np.testing.assert_array_equal(got, [0.5, 0, 1.0, 0])  # x >= alpha: the boundary value passes
+
+
+def test_squeeze_keeps_listed_axes_that_are_not_one():
+    x = rand(2, 1, 3, 1)
+    (got,) = run_program([("x", x.shape, types.fp32)], lambda v: mb.squeeze(x=v, axes=[0, 1, -1]), {"x": x})
+    assert got.shape == (2, 3)  # axis 0 (size 2) stays; numpy (and value_inference) would raise
+    np.testing.assert_array_equal(got, torch.from_numpy(x).squeeze((0, 1, -1)).numpy())
+
+
+def test_instance_norm_gamma_beta_vs_coremltools_example_and_torch():
+    x = np.array([[[[-16.0, 13.0], [11.0, 16.0]], [[13.0, 15.0], [13.0, 9.0]], [[-9.0, 4.0], [-6.0, 3.0]]],
+                  [[[-5.0, 1.0], [12.0, 3.0]], [[0.0, 9.0], [2.0, -8.0]], [[2.0, 5.0], [10.0, 0.0]]]], np.float32)
+    g, b = np.array([-9.0, 3.2, 1.3], np.float32), np.array([-0.8, 3.4, 1.2], np.float32)
+    (got,) = run_program([("x", x.shape, types.fp32)],
+                         lambda v: mb.instance_norm(x=v, gamma=g, beta=b, epsilon=np.float32(1e-2)), {"x": x})
+    np.testing.assert_allclose(got[0, 0], [[14.63721807, -5.71184211], [-4.30845865, -7.8169173]], rtol=1e-5)
+    ref = F.instance_norm(torch.from_numpy(x), weight=torch.from_numpy(g), bias=torch.from_numpy(b), eps=1e-2).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_slicing_vs_value_inference():
