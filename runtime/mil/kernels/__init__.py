@@ -1,2 +1,4 @@
 """Importing this package registers every kernel."""
-from . import control, conv, elementwise, linalg, norm, reduce, scatter_gather, state, tensor  # noqa: F401
+from . import (  # noqa: F401
+    control, conv, elementwise, linalg, norm, recurrent, reduce, scatter_gather, state, tensor,
+)
