@@ -1,4 +1,4 @@
 """Importing this package registers every kernel."""
 from . import (  # noqa: F401
-    control, conv, elementwise, layout, linalg, norm, pool, recurrent, reduce, scatter_gather, state, tensor,
+    control, conv, elementwise, image, layout, linalg, norm, pool, recurrent, reduce, sampling, scatter_gather, state, tensor,
 )
