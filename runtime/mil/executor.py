@@ -41,7 +41,7 @@ def _np_dtype(var):
     t = var.sym_type
     if types.is_tensor(t) or types.is_state(t):
         t = t.get_primitive() if types.is_tensor(t) else t.wrapped_type().get_primitive()
-    if t is types.str:
+    if t is types.str or types.is_list(t) or types.is_dict(t):  # lists (make_list...), classify's dict
         return None
     return np.dtype(types.nptype_from_builtin(t))
 

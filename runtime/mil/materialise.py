@@ -196,7 +196,7 @@ def _materialised(op):
 
 def _decode(op):
     t, a = op.op_type, {name: _value(var) for name, var in op.inputs.items()}
-    if t == "const":
+    if t in ("const", "_const_symbolic"):
         return [op.outputs[0].val]
     if t == "constexpr_affine_dequantize":
         return [affine_dequantize(a["quantized_data"], a["zero_point"], a["scale"], a["axis"])]
@@ -224,7 +224,7 @@ def materialise(op):
     vals = _materialised(op)
     out = []
     for var, v in zip(op.outputs, vals):
-        if op.op_type != "const" and _declared(var) is types.fp16:
+        if op.op_type.startswith("constexpr_") and _declared(var) is types.fp16:
             v = fp16.round_to_fp16(v)  # the package's weight is fp16 (already-fp16 values are unchanged)
         out.append(to_compute(v))
     return out
@@ -236,4 +236,4 @@ def _declared(var):
 
 
 def is_constant_op(op):
-    return op.op_type == "const" or op.op_type.startswith("constexpr_")
+    return op.op_type in ("const", "_const_symbolic") or op.op_type.startswith("constexpr_")

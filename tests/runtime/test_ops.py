@@ -532,3 +532,50 @@ def test_in_place_scatter_never_changes_a_passthrough_output(passthrough):
                                    ("u", upd.shape, types.fp32)], body, {"d": data, "i": idx, "u": upd})
     np.testing.assert_array_equal(same, data)
     np.testing.assert_array_equal(scattered[2], upd[0])
+
+
+def _lrn_reference(x, size, alpha, beta, k):
+    """Channel by channel over axis -3; the window c - size//2 .. c + (size-1)//2 (torch's)."""
+    out, sq, c_n = np.empty_like(x), x.astype(np.float64) ** 2, x.shape[-3]
+    for c in range(c_n):
+        lo, hi = max(0, c - size // 2), min(c_n, c + (size - 1) // 2 + 1)
+        out[..., c, :, :] = x[..., c, :, :] / (k + alpha / size * sq[..., lo:hi, :, :].sum(axis=-3)) ** beta
+    return out
+
+
+@pytest.mark.parametrize("shape", [(5, 4, 3), (2, 6, 3, 4), (2, 3, 5, 3, 2)])
+@pytest.mark.parametrize("size", [2, 3, 5])
+def test_local_response_norm_over_axis_minus_3(shape, size):
+    x = rand(*shape)
+    (got,) = run_program([("x", x.shape, types.fp32)],
+                         lambda v: mb.local_response_norm(x=v, size=size, alpha=0.01, beta=0.75, k=2.0), {"x": x})
+    np.testing.assert_allclose(got, _lrn_reference(x, size, 0.01, 0.75, 2.0), rtol=1e-5, atol=1e-6)
+    if x.ndim == 4:  # where axis -3 is axis 1: torch's LocalResponseNorm
+        want = F.local_response_norm(torch.from_numpy(x), size, alpha=0.01, beta=0.75, k=2.0).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_local_response_norm_coremltools_example():
+    """coremltools' rank-3 example (1, 3, 2): axis -3 has size 1, so each value is normalised by itself;
+    torch's axis 1 (3 channels) gives other values."""
+    x = np.array([[[1.0, -7.0], [5.0, -6.0], [-3.0, -5.0]]], np.float32)
+    (got,) = run_program([("x", x.shape, types.fp32)], lambda v: mb.local_response_norm(x=v, size=2), {"x": x})
+    np.testing.assert_allclose(got, [[[0.99996257, -6.98716545], [4.99531746, -5.99191284],
+                                      [-2.99898791, -4.99531746]]], rtol=1e-6)
+    assert not np.allclose(got, F.local_response_norm(torch.from_numpy(x), 2).numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["linear", "lut"])
+def test_conv_quantized_vs_conv_with_the_decoded_weight(kind):
+    x = rand(1, 4, 9)
+    wq = RNG.integers(0, 16 if kind == "lut" else 256, (6, 4, 3)).astype(np.uint8)
+    if kind == "linear":
+        scale, bias = rand(6, lo=0.01, hi=0.05), rand(6, lo=-1, hi=1)
+        w = wq.astype(np.float32) * scale[:, None, None] + bias[:, None, None]
+    else:
+        scale, bias = rand(16), np.zeros(1, np.float32)
+        w = scale[wq]
+    (got,) = run_program([("x", x.shape, types.fp32)],
+                         lambda v: mb.conv_quantized(x=v, weight=wq, quantization_type=kind, nbits=8 if kind == "linear" else 4,
+                                                     quant_scale=scale, quant_bias=bias), {"x": x}, ct.target.iOS15)
+    np.testing.assert_allclose(got, F.conv1d(torch.from_numpy(x), torch.from_numpy(w)).numpy(), rtol=1e-5, atol=1e-4)

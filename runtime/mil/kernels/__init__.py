@@ -1,4 +1,5 @@
 """Importing this package registers every kernel."""
 from . import (  # noqa: F401
-    control, conv, elementwise, image, layout, linalg, norm, pool, recurrent, reduce, sampling, scatter_gather, state, tensor,
+    classify, control, conv, elementwise, image, layout, linalg, lists, nms, norm, pool, quantization, random_ops,
+    recurrent, reduce, sampling, scatter_gather, state, tensor,
 )
