@@ -579,3 +579,47 @@ def test_conv_quantized_vs_conv_with_the_decoded_weight(kind):
                          lambda v: mb.conv_quantized(x=v, weight=wq, quantization_type=kind, nbits=8 if kind == "linear" else 4,
                                                      quant_scale=scale, quant_bias=bias), {"x": x}, ct.target.iOS15)
     np.testing.assert_allclose(got, F.conv1d(torch.from_numpy(x), torch.from_numpy(w)).numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_linear_activation_threshold_reduce_log_sum_reshape_like():
+    x = rand(2, 3, 4, lo=0.1, hi=2.0)
+    check_op(lambda v: mb.linear_activation(x=v, alpha=1.5, beta=-0.25), x)
+    check_op(lambda v: mb.threshold(x=v, alpha=0.7), x)
+    check_op(lambda v: mb.reduce_log_sum(x=v, axes=[1], keep_dims=True), x, rtol=1e-5)
+    ref = rand(4, 6)
+    (got,) = run_program([("x", x.shape, types.fp32), ("r", ref.shape, types.fp32)],
+                         lambda v, r: mb.reshape_like(x=v, ref_tensors=(r,), begins=[0], ends=[2], end_masks=[True]),
+                         {"x": x, "r": ref}, ct.target.iOS16)
+    np.testing.assert_array_equal(got, x.reshape(4, 6))
+
+
+def test_const_symbolic_is_a_constant():
+    (got,) = run_program([("x", (2, 6), types.fp32)],
+                         lambda v: mb.reshape(x=v, shape=mb._const_symbolic(val=np.array([3, 4], np.int32))),
+                         {"x": np.arange(12, dtype=np.float32).reshape(2, 6)})
+    np.testing.assert_array_equal(got, np.arange(12).reshape(3, 4))
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_fp16_conv_accumulates_in_fp32_and_rounds_once(transpose):
+    """fp16 x and weights: the output is exact arithmetic on those fp16 values rounded once to fp16
+    (Core ML's CPU computes in fp32; fp16 accumulation is the GPU's opt-in), in all but a few elements
+    where the fp32 sum sits on a rounding boundary (1 ulp). An fp16 accumulator is far off."""
+    x = rand(1, 8, 11, 11).astype(np.float16)
+    w = (rand(8, 6, 3, 3) * 0.3).astype(np.float16) if transpose else (rand(6, 8, 3, 3) * 0.3).astype(np.float16)
+    f = mb.conv_transpose if transpose else mb.conv
+    (got,) = run_program([("x", x.shape, types.fp16)], lambda v: f(x=v, weight=w, pad_type="custom", pad=[1] * 4),
+                         {"x": x}, compute="fp16")
+    tf = F.conv_transpose2d if transpose else F.conv2d
+    exact = tf(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)), None, 1, 1).numpy()
+    once = exact.astype(np.float16)
+    assert got.dtype == np.float16
+    ulp = np.spacing(np.maximum(np.abs(once), np.float16(2 ** -10)))
+    assert np.all(np.abs(got.astype(np.float64) - once) <= ulp)
+    assert np.mean(got != once) < 0.005
+    if not transpose:  # negative control: rounding every partial sum to fp16
+        cols = F.unfold(F.pad(torch.from_numpy(x.astype(np.float64)), (1, 1, 1, 1)), 3).numpy()[0]
+        acc = np.zeros((6, cols.shape[1]), np.float16)
+        for k, wk in enumerate(w.reshape(6, -1).T.astype(np.float64)):
+            acc = (acc.astype(np.float64) + (wk[:, None] * cols[k][None]).astype(np.float16)).astype(np.float16)
+        assert np.mean(acc.reshape(once.shape) != once) > 0.3

@@ -1,0 +1,157 @@
+"""List every MIL op of coremltools' iOS15-18 opsets: kernel, tests, conformance, departures from Core ML.
+
+    python -m runtime.coverage [--conformance build/conformance.json] [--write runtime/COVERAGE.md]
+
+Ops are read from coremltools' op registry (ops/defs/iOS15..iOS18 and the coreml dialect), so a
+new coremltools version shows up here as new rows. "kernel" is the file under runtime/mil/kernels
+that registers the op (const/constexpr ops are materialised at load: runtime/mil/materialise.py);
+"tests" are the files of tests/runtime that build the op (``mb.<op>(`` or its quoted name);
+"conformance" is the op's pass/fail count over coremltools' own op tests when a
+``python -m runtime.conformance --json`` result is given.
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests" / "runtime"
+
+# Where a kernel is known to depart from Core ML, or follows a reading of an ambiguous definition.
+DEPARTURES = {
+    "random_bernoulli": "Core ML's generator is not public: same distribution, other values (seeded runs repeat)",
+    "random_categorical": "same as random_bernoulli",
+    "random_normal": "same as random_bernoulli",
+    "random_uniform": "same as random_bernoulli",
+    "gru": "iOS18 reset_after=True computes torch.nn.GRU's formula; coremltools' own torch-parity case for it is "
+           "xfail on Core ML (rdar://128479517), so Core ML's result there is not known",
+    "crop_resize": "sampling modes other than (STRICT_)ALIGN_CORNERS are laid over the box as resize_bilinear lays "
+                   "them over an axis (inferred); coremltools' one iOS15 UNALIGN_CORNERS case (an inverted box) "
+                   "expects values this does not give",
+    "local_response_norm": "normalises over axis -3 (the neural-network layer's channel axis), as coremltools' own "
+                           "rank-3 fp32 example requires; the definition's [n, C, *D] says axis 1 - they agree at rank 4",
+    "quantize": "ties round half to even before the zero point is added (the definition and value_inference); "
+                "torch adds the zero point first, which differs at exact halves with an odd zero point",
+    "resize": "NEAREST_NEIGHBOR rounds the sampling mode's grid point (coremltools' DEFAULT example); ties at .5 "
+              "round up, which no example pins down",
+    "non_maximum_suppression": "the semantics of coremltools' reference implementation (at least one box kept); "
+                               "iOS17 has no example to check against",
+    "conv_quantized": "only coremltools' neural-network backend emits it; the LUT reading (quant_scale as the table) "
+                      "is inferred",
+    "classify": "returns the label and a {class: probability} dict as Python values, as MLModel.predict does",
+    "conv": "accumulates in fp32 and rounds the output to fp16 once; see TRIALS.md (fp16 accumulation) for Core ML's "
+            "CPU path",
+    "conv_transpose": "as conv",
+    "gather": "out-of-range indices raise (Core ML's result is undefined)",
+    "gather_along_axis": "as gather",
+    "gather_nd": "as gather",
+    "scatter": "out-of-range indices raise (Core ML's result is undefined)",
+    "scatter_along_axis": "as scatter",
+    "scatter_nd": "as scatter",
+    "reverse_sequence": "lengths outside [0, len] raise (Core ML's result is undefined)",
+}
+MATERIALISED = "materialise.py (at load)"
+
+
+def mil_ops():
+    """{op: [opset names]} for every op of the iOS15..iOS18 opsets, and the coreml dialect's ops."""
+    import coremltools as ct
+    from coremltools.converters.mil.mil import ops  # noqa: F401  (registers every op)
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
+
+    wanted = [ct.target.iOS15, ct.target.iOS16, ct.target.iOS17, ct.target.iOS18]
+    table = {}
+    for name, versions in SSAOpRegistry.core_ops.items():
+        sets = [t.name for t in wanted if t in versions]
+        if sets:
+            table[name] = sets
+    from coremltools.converters.mil.mil.ops.defs import coreml_dialect  # noqa: F401
+
+    for name in SSAOpRegistry.dialect_ops:
+        if name.startswith("coreml_"):  # the dialect that is serialised (torch_*/complex_* are lowered before)
+            table[name] = ["18 (coreml dialect)"]
+    return dict(sorted(table.items()))
+
+
+def kernel_files():
+    """{op: kernel module file name} from the registry."""
+    from .mil import registry
+
+    registry._load_all()
+    return {op: Path(k.fn.__code__.co_filename).name for op, k in registry.KERNELS.items()}
+
+
+def test_files(op_names):
+    """{op: [test files that build it]}."""
+    found = {op: [] for op in op_names}
+    for path in sorted(TESTS.glob("test_*.py")):
+        text = path.read_text()
+        for op in op_names:
+            name = re.escape(op)
+            if re.search(rf"\bmb\.{name}\b|[\"']{name}[\"']|def test_{name}_", text):
+                found[op].append(path.name)
+    return found
+
+
+def rows(conformance=None):
+    ops = mil_ops()
+    kernels, tests = kernel_files(), test_files(list(ops))
+    from .mil.materialise import is_constant_op
+
+    per_op = (conformance or {}).get("per_op", {})
+    out = []
+    for op, sets in ops.items():
+        kernel = MATERIALISED if is_constant_op(type("Op", (), {"op_type": op})) else kernels.get(op)
+        conf = per_op.get(op)
+        out.append({"op": op, "opsets": sets, "kernel": kernel, "tests": tests[op],
+                    "conformance": None if conf is None else (conf["passed"], conf["failed"]),
+                    "departure": DEPARTURES.get(op, "")})
+    return out
+
+
+def markdown(table, conformance=None):
+    have = sum(1 for r in table if r["kernel"])
+    tested = sum(1 for r in table if r["tests"])
+    lines = [f"# MIL op coverage of runtime.mil ({have} of {len(table)} ops of coremltools' iOS15-18 opsets run; "
+             f"{tested} have tests in tests/runtime)", "",
+             "Generated by `python -m runtime.coverage --write runtime/COVERAGE.md"
+             + (" --conformance <json>" if conformance else "") + "`; do not edit by hand.", ""]
+    if conformance:
+        o = conformance.get("overall", {})
+        lines += [f"Conformance: coremltools' own op tests (1/{conformance.get('sample', 1)} sample of each test "
+                  f"function's cases) routed through the interpreter: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(o.items())) + ".", ""]
+    missing = [r["op"] for r in table if not r["kernel"]]
+    lines += ["Left out: " + (", ".join(missing) if missing else "none") + ".", ""]
+    head = "| op | opsets | kernel | tests | " + ("conformance pass/fail | " if conformance else "") + "departs from Core ML |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in table:
+        sets = ", ".join(s[3:] if len(s) == 5 else s for s in r["opsets"])
+        conf = "" if r["conformance"] is None else f"{r['conformance'][0]}/{r['conformance'][1]}"
+        cells = [f"`{r['op']}`", sets, r["kernel"] or "**none**", ", ".join(t.replace("test_", "").replace(".py", "")
+                                                                            for t in r["tests"]) or "—"]
+        if conformance:
+            cells.append(conf or "—")
+        cells.append(r["departure"])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--conformance", help="a python -m runtime.conformance --json result, for pass/fail columns")
+    p.add_argument("--write", help="write the markdown table here (else print it)")
+    args = p.parse_args(argv)
+    conformance = json.loads(Path(args.conformance).read_text()) if args.conformance else None
+    text = markdown(rows(conformance), conformance)
+    if args.write:
+        Path(args.write).write_text(text)
+        print(f"wrote {args.write}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
