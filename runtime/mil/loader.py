@@ -28,7 +28,7 @@ def load_program(model, spec):
 
     if spec.WhichOneof("Type") != "mlProgram":
         raise ValueError(f"not an ML Program (model type {spec.WhichOneof('Type')!r}); only mlprogram is interpreted")
-    with _variadic_dims():
+    with _variadic_dims(), _mixed_dtype_domains():
         return load(spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir or "")
 
 
@@ -69,3 +69,29 @@ def read_program(path):
     """The PyMIL Program of the .mlpackage at `path` (every function, weights read): the one way
     the toolkit reads a saved program back."""
     return load_program(*load_spec(path))
+
+
+@contextmanager
+def _mixed_dtype_domains():
+    """Accept an op whose inputs of one type domain differ in dtype, as coremltools itself writes them:
+    a batch_norm with fp16 mean/variance gets its default epsilon as fp32 (the builder accepts it,
+    coremltools 9.0's reader then refuses its own package). Every other input check still runs."""
+    from coremltools.converters.mil.mil.input_type import InputSpec
+
+    original = InputSpec.validate_inputs
+
+    def validate_inputs(self, op_name, op_type, candidate_kvs):
+        try:
+            return original(self, op_name, op_type, candidate_kvs)
+        except ValueError as exc:
+            if "must have the same data type" not in str(exc):
+                raise
+            log.debug("loader: %s %s has mixed dtypes in one type domain (%s)", op_type, op_name, exc)
+        for name, var in candidate_kvs.items():  # the const and type-domain checks, one input at a time
+            original(self, op_name, op_type, {name: var})
+
+    InputSpec.validate_inputs = validate_inputs
+    try:
+        yield
+    finally:
+        InputSpec.validate_inputs = original

@@ -35,3 +35,23 @@ def test_symbolic_input_dimension(tmp_path):
     assert m.inputs[0].ranges == ((1, 1), (1, 1 << 20))
     x = np.ones((1, 100_000), np.float32)
     np.testing.assert_allclose(next(iter(m.predict({"x": x}).values())), [200_000.0])
+
+
+def test_mixed_dtypes_in_one_type_domain_load(tmp_path):
+    """coremltools writes a batch_norm with fp16 mean/variance and its default epsilon as fp32, then its
+    own reader refuses the package; the loader accepts it (the other input checks still run)."""
+    import torch
+
+    mean, var = np.array([0.1, 0.2], np.float16), np.array([1.0, 2.0], np.float16)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 2, 3, 3))], opset_version=ct.target.iOS17)
+    def prog(x):
+        return mb.batch_norm(x=x, mean=mean, variance=var)
+
+    ct.convert(prog, minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT32,
+               skip_model_load=True).save(str(tmp_path / "bn.mlpackage"))
+    m = MilModel.from_path(tmp_path / "bn.mlpackage")
+    x = np.random.default_rng(0).random((1, 2, 3, 3), np.float32)
+    want = torch.nn.functional.batch_norm(torch.from_numpy(x), torch.from_numpy(mean.astype(np.float32)),
+                                          torch.from_numpy(var.astype(np.float32)), eps=1e-5).numpy()
+    np.testing.assert_allclose(next(iter(m.predict({m.inputs[0].name: x}).values())), want, atol=1e-6)
