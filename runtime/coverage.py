@@ -46,12 +46,15 @@ DEPARTURES = {
     "gather": "out-of-range indices raise (Core ML's result is undefined)",
     "gather_along_axis": "as gather",
     "gather_nd": "as gather",
-    "scatter": "out-of-range indices raise (Core ML's result is undefined)",
+    "scatter": "out-of-range or (iOS17+) negative indices raise, with or without validate_indices; Core ML's "
+               "result is undefined without it (coremltools' invalid-index cases expect wrong values) and its error "
+               "text differs with it",
     "scatter_along_axis": "as scatter",
     "scatter_nd": "as scatter",
     "reverse_sequence": "lengths outside [0, len] raise (Core ML's result is undefined)",
 }
 MATERIALISED = "materialise.py (at load)"
+ARTIFACT = "mismatch (fp16 data, fp32 tolerance)"  # runtime/conformance.py: no runtime passes these
 
 
 def mil_ops():
@@ -105,7 +108,8 @@ def rows(conformance=None):
         kernel = MATERIALISED if is_constant_op(type("Op", (), {"op_type": op})) else kernels.get(op)
         conf = per_op.get(op)
         out.append({"op": op, "opsets": sets, "kernel": kernel, "tests": tests[op],
-                    "conformance": None if conf is None else (conf["passed"], conf["failed"]),
+                    "conformance": None if conf is None else (conf["passed"], conf["failed"],
+                                                               conf["reasons"].get(ARTIFACT, 0)),
                     "departure": DEPARTURES.get(op, "")})
     return out
 
@@ -119,16 +123,23 @@ def markdown(table, conformance=None):
              + (" --conformance <json>" if conformance else "") + "`; do not edit by hand.", ""]
     if conformance:
         o = conformance.get("overall", {})
+        reasons = sorted(conformance.get("reasons", {}).items(), key=lambda kv: -kv[1])
         lines += [f"Conformance: coremltools' own op tests (1/{conformance.get('sample', 1)} sample of each test "
                   f"function's cases) routed through the interpreter: "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(o.items())) + ".", ""]
+                  + ", ".join(f"{k} {v}" for k, v in sorted(o.items())) + "; failures by reason: "
+                  + ", ".join(f"{k} {v}" for k, v in reasons) + f". The pass/fail column counts the cases whose "
+                  f"program holds the op; \"fp16 data\" failures are the class no runtime passes "
+                  f"(runtime/conformance.py).", ""]
     missing = [r["op"] for r in table if not r["kernel"]]
     lines += ["Left out: " + (", ".join(missing) if missing else "none") + ".", ""]
     head = "| op | opsets | kernel | tests | " + ("conformance pass/fail | " if conformance else "") + "departs from Core ML |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in table:
         sets = ", ".join(s[3:] if len(s) == 5 else s for s in r["opsets"])
-        conf = "" if r["conformance"] is None else f"{r['conformance'][0]}/{r['conformance'][1]}"
+        conf = ""
+        if r["conformance"] is not None:
+            passed, failed, artifact = r["conformance"]
+            conf = f"{passed}/{failed}" + (f" ({artifact} fp16 data)" if artifact else "")
         cells = [f"`{r['op']}`", sets, r["kernel"] or "**none**", ", ".join(t.replace("test_", "").replace(".py", "")
                                                                             for t in r["tests"]) or "—"]
         if conformance:
