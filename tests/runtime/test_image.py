@@ -166,3 +166,19 @@ def test_affine_vs_torch_affine_grid():
     g = F.affine_grid(torch.from_numpy(theta).reshape(2, 2, 3), (2, 3, 4, 7), align_corners=True)
     want = F.grid_sample(torch.from_numpy(x), g, mode="bilinear", padding_mode="zeros", align_corners=True).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [0.7, 0.29, 1.13, 2.6])
+def test_upsample_output_size_is_the_declared_one(scale):
+    """floor(size * scale) computed as the op's type inference computes it (fp32 scale, not float64)."""
+    x = RNG.standard_normal((1, 1, 10, 13)).astype(np.float32)
+
+    def body(v):
+        return mb.upsample_bilinear(x=v, scale_factor_height=np.float32(scale), scale_factor_width=np.float32(scale))
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=x.shape)], opset_version=ct.target.iOS17)
+    def prog(v):
+        return body(v)
+
+    (got,) = _run(body, x)
+    assert got.shape == tuple(prog.functions["main"].outputs[0].shape)

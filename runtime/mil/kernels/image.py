@@ -66,7 +66,8 @@ def _nearest_floor(x, h_out, w_out):
 
 
 def _scaled(size, scale):
-    return int(np.floor(size * float(scale) + 1e-9))
+    """floor(size * scale), in the scale's own dtype as the op's type inference computes it."""
+    return int(np.floor(np.asarray(scale) * size))
 
 
 @kernel("upsample_nearest_neighbor", exact=True)
