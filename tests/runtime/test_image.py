@@ -182,3 +182,10 @@ def test_upsample_output_size_is_the_declared_one(scale):
 
     (got,) = _run(body, x)
     assert got.shape == tuple(prog.functions["main"].outputs[0].shape)
+
+
+@pytest.mark.parametrize("mode,n", list(GRIDS))
+def test_ios17_resize_linear_sampling_modes(mode, n):
+    x = np.array([0, 1], np.float32).reshape(1, 1, 2)
+    (got,) = _run(lambda v: mb.resize(x=v, shape=[1, n], resized_dims=np.uint32(2), sampling_mode=mode), x)
+    np.testing.assert_allclose(got.reshape(-1), GRIDS[(mode, n)], atol=1e-6)
