@@ -130,3 +130,23 @@ def test_coremltools_test_utility_feed_runs():
 
     out = list(run_core_ml_predict(Recorder(), dict(feed)).values())[0]
     np.testing.assert_array_equal(out, table[[3, 1]])
+
+
+def test_after_coremltools_predict_preparation(tmp_path):
+    """MLModel.predict's own Python side (torch -> numpy, float16 -> float32) hands the interpreter
+    arrays it converts like Core ML: float for int32 truncated, fp32 for fp16 rounded."""
+    @mb.program(input_specs=[mb.TensorSpec(shape=(3,), dtype=types.int32), mb.TensorSpec(shape=(3,), dtype=types.fp16)],
+                opset_version=ct.target.iOS17)
+    def prog(i, h):
+        return mb.add(x=mb.cast(x=i, dtype="fp16"), y=h)
+
+    ml = ct.convert(prog, minimum_deployment_target=ct.target.iOS17, skip_model_load=True)
+    ml.save(str(tmp_path / "m.mlpackage"))
+    names = [f.name for f in ml.get_spec().description.input]
+    data = {names[0]: torch.tensor([1.9, -2.9, 3.0]), names[1]: np.array([0.5, 0.25, 1 / 3], np.float16)}
+    ml._convert_tensor_to_numpy(data)
+    ml._update_float16_multiarray_input_to_float32(data)
+    assert data[names[0]].dtype == np.float32 and data[names[1]].dtype == np.float32
+    m = MilModel.from_path(tmp_path / "m.mlpackage")
+    out = next(iter(m.predict(data).values()))
+    np.testing.assert_array_equal(out, np.array([1.5, -1.75, 3 + np.float16(1 / 3)], np.float16))
