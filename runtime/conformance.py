@@ -253,6 +253,8 @@ class Plugin:
             case["outcome"] = report.outcome
             if report.outcome == "failed" and case["reason"] is None:
                 case["reason"], case["message"] = _reason_from_report(report, case)
+            elif report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+                case["message"] = str(report.longrepr[2])[:300]  # (file, line, "Skipped: why")
 
     def pytest_runtest_teardown(self, item):
         # ct.convert leaves one temporary package per case until exit: thousands of them
