@@ -36,6 +36,7 @@ DEPARTURES = {
     "resize": "NEAREST_NEIGHBOR rounds the sampling mode's grid point (coremltools' DEFAULT example); ties at .5 "
               "round up, which no example pins down",
     "non_maximum_suppression": "the semantics of coremltools' reference implementation (at least one box kept); "
+                               "its op tests need TensorFlow (not installed), so only tests/runtime checks it; "
                                "iOS17 has no example to check against",
     "conv_quantized": "only coremltools' neural-network backend emits it; the LUT reading (quant_scale as the table) "
                       "is inferred",
