@@ -13,6 +13,7 @@ from coremltools.converters.mil.mil import types
 
 from runtime.mil import MilModel
 from runtime.mil import materialise as mt
+from runtime.mil.loader import read_program
 
 from .helpers import op_types
 
@@ -87,6 +88,32 @@ def test_compressed_package_runs_as_its_decompressed_twin(name, tmp_path):
         runs.append(next(iter(m.predict({m.inputs[0].name: X}).values())))
     np.testing.assert_array_equal(runs[0], runs[1])
     assert np.abs(runs[0] - X @ W.T).max() > 1e-4  # a compressed weight, not the original
+
+
+def test_vector_palettized_package_runs_as_its_decompressed_twin(tmp_path):
+    """Vector palettization written by optimize.coreml: its k-means mode needs scikit-learn (absent), so
+    "unique" mode, on a weight of two values (at most 4 distinct pairs: a 2-bit LUT of 2-vectors)."""
+    w = RNG.choice(np.float32([-0.5, 1.25]), (16, 32))
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 32))], opset_version=ct.target.iOS18)
+    def prog(x):
+        return mb.linear(x=x, weight=w)
+
+    dense = ct.convert(prog, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT32,
+                       skip_model_load=True)
+    config = cto.OpPalettizerConfig(mode="unique", cluster_dim=2, weight_threshold=0)
+    small = cto.palettize_weights(dense, cto.OptimizationConfig(global_config=config))
+    small.save(str(tmp_path / "small.mlpackage"))
+    lut_op = next(op for op in read_program(tmp_path / "small.mlpackage").functions["main"].operations
+                  if op.op_type == "constexpr_lut_to_dense")
+    assert lut_op.lut.shape[-1] == 2 and lut_op.indices.shape == (8, 32)  # 2-vectors: half the indices
+    cto.decompress_weights(small).save(str(tmp_path / "dense.mlpackage"))
+    runs = []
+    for pkg in ("small", "dense"):
+        m = MilModel.from_path(tmp_path / f"{pkg}.mlpackage", compute="fp32")
+        runs.append(next(iter(m.predict({m.inputs[0].name: X}).values())))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_allclose(runs[0], X @ w.T, rtol=1e-6, atol=1e-5)  # unique mode is lossless
 
 
 # ---- layouts, from the definitions' docstring examples ------------------------------------
@@ -170,7 +197,8 @@ def test_constexpr_cast(target):
 
 
 def test_vector_lut_in_a_program():
-    """Vector palettization (optimize.coreml needs scikit-learn's k-means for it: built directly)."""
+    """Vector palettization along axis 1 with random indices, built directly (the package test above
+    has only the LUT layout optimize.coreml writes)."""
     lut = RNG.standard_normal((1, 1, 4, 2)).astype(np.float32)
     indices = RNG.integers(0, 4, (16, 16)).astype(np.uint8)  # uint2 indices, vector of 2 along axis 1
 
