@@ -1,6 +1,7 @@
 """List every MIL op of coremltools' iOS15-18 opsets: kernel, tests, conformance, departures from Core ML.
 
     python -m runtime.coverage [--tests tests/runtime] [--conformance build/conformance.json] [--write runtime/COVERAGE.md]
+    python -m runtime.coverage --readme        # the README's table: every op by kernel module
 
 Ops are read from coremltools' op registry (ops/defs/iOS15..iOS18 and the coreml dialect), so a
 new coremltools version shows up here as new rows. "kernel" is the file under runtime/mil/kernels
@@ -151,6 +152,17 @@ def markdown(table, conformance=None, command="python -m runtime.coverage"):
     return "\n".join(lines) + "\n"
 
 
+def readme_table(table):
+    """The README's form: one row per kernel module with every op it runs; ops marked * depart from Core ML."""
+    by_kernel = {}
+    for r in table:
+        by_kernel.setdefault(r["kernel"] or "**none**", []).append(f"`{r['op']}`" + ("*" if r["departure"] else ""))
+    lines = ["| runtime/mil/ | ops |", "|---|---|"]
+    lines += [f"| {k if k.startswith(('materialise', '*')) else 'kernels/' + k} | {', '.join(ops)} |"
+              for k, ops in sorted(by_kernel.items())]
+    return "\n".join(lines) + "\n"
+
+
 def _conformance_cell(counts):
     if counts is None:
         return "—"
@@ -163,6 +175,7 @@ def main(argv=None):
     p.add_argument("--tests", help="a directory of test files to scan for each op (the tests column)")
     p.add_argument("--conformance", help="a python -m runtime.conformance --json result, for pass/fail columns")
     p.add_argument("--write", help="write the markdown table here (else print it)")
+    p.add_argument("--readme", action="store_true", help="print the README's table (ops by kernel module) instead")
     args = p.parse_args(argv)
     if args.tests and not Path(args.tests).is_dir():
         print(f"error: --tests {args.tests} is not a directory: give the directory of the runtime's tests",
@@ -175,7 +188,8 @@ def main(argv=None):
               "--json file", file=sys.stderr)
         return 2
     command = " ".join(["python -m runtime.coverage"] + (argv if argv is not None else sys.argv[1:]))
-    text = markdown(rows(conformance, args.tests), conformance, command)
+    table = rows(conformance, args.tests)
+    text = readme_table(table) if args.readme else markdown(table, conformance, command)
     if args.write:
         Path(args.write).write_text(text)
         print(f"wrote {args.write}")
