@@ -14,36 +14,43 @@ from ..registry import kernel
 from ._util import axis_of, ints, wrap_indices
 
 
+def _depth_to_space(x, b, dcr):
+    """(n, c, h, w) -> (n, c/b², h*b, w*b); channel order (i, j, c') if dcr else torch's (c', i, j)."""
+    n, c, h, w = x.shape
+    c2 = c // (b * b)
+    if dcr:
+        y = x.reshape(n, b, b, c2, h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        y = x.reshape(n, c2, b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return y.reshape(n, c2, h * b, w * b)
+
+
+def _space_to_depth(x, b, dcr):
+    """The inverse of _depth_to_space."""
+    n, c, h, w = x.shape
+    y = x.reshape(n, c, h // b, b, w // b, b)  # (c, h', i, w', j)
+    y = y.transpose((0, 3, 5, 1, 2, 4) if dcr else (0, 1, 3, 5, 2, 4))
+    return y.reshape(n, c * b * b, h // b, w // b)
+
+
 @kernel("depth_to_space", exact=True)
 def depth_to_space(a, op):
-    x, b = np.asarray(a["x"]), int(a["block_size"])
-    n, c, h, w = x.shape
-    y = x.reshape(n, b, b, c // (b * b), h, w)  # (i, j, c')
-    return y.transpose(0, 3, 4, 1, 5, 2).reshape(n, c // (b * b), h * b, w * b)
+    return _depth_to_space(np.asarray(a["x"]), int(a["block_size"]), dcr=True)
 
 
 @kernel("space_to_depth", exact=True)
 def space_to_depth(a, op):
-    x, b = np.asarray(a["x"]), int(a["block_size"])
-    n, c, h, w = x.shape
-    y = x.reshape(n, c, h // b, b, w // b, b)  # (c, h', i, w', j)
-    return y.transpose(0, 3, 5, 1, 2, 4).reshape(n, c * b * b, h // b, w // b)
+    return _space_to_depth(np.asarray(a["x"]), int(a["block_size"]), dcr=True)
 
 
 @kernel("pixel_shuffle", exact=True)
 def pixel_shuffle(a, op):
-    x, b = np.asarray(a["x"]), int(a["upscale_factor"])
-    n, c, h, w = x.shape
-    y = x.reshape(n, c // (b * b), b, b, h, w)  # (c', i, j)
-    return y.transpose(0, 1, 4, 2, 5, 3).reshape(n, c // (b * b), h * b, w * b)
+    return _depth_to_space(np.asarray(a["x"]), int(a["upscale_factor"]), dcr=False)
 
 
 @kernel("pixel_unshuffle", exact=True)
 def pixel_unshuffle(a, op):
-    x, b = np.asarray(a["x"]), int(a["downscale_factor"])
-    n, c, h, w = x.shape
-    y = x.reshape(n, c, h // b, b, w // b, b)  # (c, h', i, w', j)
-    return y.transpose(0, 1, 3, 5, 2, 4).reshape(n, c * b * b, h // b, w // b)
+    return _space_to_depth(np.asarray(a["x"]), int(a["downscale_factor"]), dcr=False)
 
 
 @kernel("space_to_batch", exact=True, fresh=True)
