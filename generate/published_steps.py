@@ -3,7 +3,9 @@
 Per generated patch: feat_encoder + enc_to_lm_proj, base_lm_step, residual_lm_step, then the
 sampler's 9 locdit_step calls (13 calls with the published sampler, 12 with voxcpm's). The LM
 steps' KV caches go in and out of every call under the names their declaration gives. The VAE
-runs in fixed windows (encoder) and chunks (decoder) that reproduce one whole-signal call.
+runs in fixed windows (encoder) and chunks (decoder) that reproduce one whole-signal call. A stream
+decodes with the optional streaming decoder package where OUT has it, else windowed with the whole
+decoder (`generate.streaming`).
 """
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ from collections import Counter
 
 import numpy as np
 
-from contract.components import LM_STEP
+from contract.components import LM_STEP, STREAM_STEP
 from contract.layout import Layout
 
+from .errors import GenerationError
 from .packages import Packages
 from .sampler import sample_patch
 from .steps import Conditioning, OnePositionPerCall
+from .streaming import CarriedDecoder, WindowedDecoder, frame_bytes
 from .vae import decode_latent, decoder_context_frames, encode_audio, encoder_context_frames
 
 
@@ -48,7 +52,7 @@ class PublishedSteps(OnePositionPerCall):
 
     def preload(self, has_prompt: bool) -> None:
         for name in self.layout.names:
-            if has_prompt or name != "audio_vae_encoder":
+            if name in self.packages.paths and (has_prompt or name != "audio_vae_encoder"):
                 self.packages.load(name)
 
     # ---------------------------------------------------------------- the VAE
@@ -64,6 +68,19 @@ class PublishedSteps(OnePositionPerCall):
         latent = patches.transpose(2, 0, 1).reshape(self.feat_dim, -1)
         run = lambda z: self.packages(spec.name, **{spec.inputs[0].name: z})[spec.primary_output]  # noqa: E731
         return decode_latent(run, latent, self.hop, spec.inputs[0].flexible[2][1], self.decoder_context)
+
+    def open_stream(self, decoder: str, context_patches: int):
+        stream = next((s for s in self.layout.of_kind(STREAM_STEP) if s.name in self.packages.paths), None)
+        if decoder == "stream" and stream is None:
+            where = self.packages.paths["audio_vae_decoder"].parent
+            raise GenerationError(f"{where} has no streaming decoder package: convert it (python -m convert "
+                                  f"--stream-decoder --precision {self.precision}) or stream with the windowed decoder")
+        if decoder != "windowed" and stream is not None:
+            return CarriedDecoder(stream, lambda inputs, state: self.packages(stream.name, state=state, **inputs),
+                                  lambda: self.packages.new_state(stream.name))
+        whole = self.layout["audio_vae_decoder"]
+        return WindowedDecoder(self.decode, context_patches, self.patch_size * self.hop, self.patch_size,
+                               frame_bytes(whole))
 
     # ---------------------------------------------------------------- the LMs
     def _linear(self, name: str, x: np.ndarray) -> np.ndarray:

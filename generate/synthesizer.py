@@ -36,7 +36,7 @@ class Synthesizer(Generator):
         self.backend, self.precision, self.compute = packages.resolve_backend(backend), precision, compute
         config = packages.read_config(out)
         declared = declare(sizes_from_generation_config(config), layout, config["max_context"])
-        paths = packages.package_paths(out, precision, declared.names, self.backend, layout)
+        paths = packages.package_paths(out, precision, declared.required, self.backend, layout, declared.optional)
         self.constants = packages.load_constants(out, config)
         tokenizer = TextTokenizer(packages.tokenizer_path(out))
         self.packages = packages.Packages(paths, self.backend, compute)
