@@ -62,7 +62,8 @@ def model_sizes(config: dict) -> ModelSizes:
         latent_dim=vae.get("latent_dim", 64),
         encoder_rates=tuple(vae.get("encoder_rates", VOXCPM15_ENCODER_RATES)),
         decoder_rates=tuple(vae.get("decoder_rates", VOXCPM15_DECODER_RATES)),
-        decoder_dim=vae.get("decoder_dim", VOXCPM15_DECODER_DIM), sample_rate=vae.get("sample_rate", 44100), vocab_size=lm["vocab_size"],
+        decoder_dim=vae.get("decoder_dim", VOXCPM15_DECODER_DIM), sample_rate=vae.get("sample_rate", 44100),
+        vocab_size=lm["vocab_size"],
         max_position_embeddings=lm.get("max_position_embeddings", 32768))
 
 
@@ -78,5 +79,6 @@ def sizes_from_generation_config(config: dict) -> ModelSizes:
         patch_size=config["patch_size"], latent_dim=config["latent_dim"],
         encoder_rates=tuple(config.get("vae_encoder_rates") or VOXCPM15_ENCODER_RATES),
         decoder_rates=tuple(config.get("vae_decoder_rates") or VOXCPM15_DECODER_RATES),
-        decoder_dim=config.get("vae_decoder_dim", VOXCPM15_DECODER_DIM), sample_rate=config["sample_rate"], vocab_size=config["vocab_size"],
+        decoder_dim=config.get("vae_decoder_dim", VOXCPM15_DECODER_DIM), sample_rate=config["sample_rate"],
+        vocab_size=config["vocab_size"],
         max_position_embeddings=config.get("max_position_embeddings", 32768))

@@ -168,7 +168,8 @@ class Generator:
         with timer("encode_prompt"):
             prompt = (self.encode_prompt(req.prompt_audio) if req.prompt_audio is not None
                       else np.zeros((0, self.patch_size, self.feat_dim), np.float32))
-        keep = min(self.config.get("prompt_context_patches", PROMPT_CONTEXT_PATCHES), prompt.shape[0])  # older configs lack it
+        # older configs lack prompt_context_patches
+        keep = min(self.config.get("prompt_context_patches", PROMPT_CONTEXT_PATCHES), prompt.shape[0])
         return prompt, prompt[prompt.shape[0] - keep:]
 
     def generate(self, text: str, prompt_wav=None, prompt_text: str | None = None, *, min_len: int | None = None,

@@ -13,14 +13,13 @@ from collections import Counter
 
 import numpy as np
 
-from contract.components import LM_STEP, STREAM_STEP
+from contract.components import LM_STEP
 from contract.layout import Layout
 
-from .errors import GenerationError
 from .packages import Packages
 from .sampler import sample_patch
 from .steps import Conditioning, OnePositionPerCall
-from .streaming import CarriedDecoder, WindowedDecoder, frame_bytes
+from .streaming import open_package_stream
 from .vae import decode_latent, decoder_context_frames, encode_audio, encoder_context_frames
 
 
@@ -70,17 +69,8 @@ class PublishedSteps(OnePositionPerCall):
         return decode_latent(run, latent, self.hop, spec.inputs[0].flexible[2][1], self.decoder_context)
 
     def open_stream(self, decoder: str, context_patches: int):
-        stream = next((s for s in self.layout.of_kind(STREAM_STEP) if s.name in self.packages.paths), None)
-        if decoder == "stream" and stream is None:
-            where = self.packages.paths["audio_vae_decoder"].parent
-            raise GenerationError(f"{where} has no streaming decoder package: convert it (python -m convert "
-                                  f"--stream-decoder --precision {self.precision}) or stream with the windowed decoder")
-        if decoder != "windowed" and stream is not None:
-            return CarriedDecoder(stream, lambda inputs, state: self.packages(stream.name, state=state, **inputs),
-                                  lambda: self.packages.new_state(stream.name))
-        whole = self.layout["audio_vae_decoder"]
-        return WindowedDecoder(self.decode, context_patches, self.patch_size * self.hop, self.patch_size,
-                               frame_bytes(whole))
+        return open_package_stream(self.layout, self.packages, self.decode, decoder, context_patches, self.patch_size,
+                                   self.hop, self.precision)
 
     # ---------------------------------------------------------------- the LMs
     def _linear(self, name: str, x: np.ndarray) -> np.ndarray:

@@ -19,6 +19,10 @@ from statistics import median
 
 import numpy as np
 
+from contract.components import STREAM_STEP
+
+from .errors import GenerationError
+
 DECODERS = ("auto", "windowed", "stream")   # auto: the streaming decoder where the OUT has it, else windowed
 BYTES = {"fp16": 2, "fp32": 4, "int32": 4}
 
@@ -101,6 +105,23 @@ class CarriedDecoder:
 
     def push(self, patches: np.ndarray) -> np.ndarray:
         return np.concatenate([self._call(patch) for patch in patches])
+
+
+def open_package_stream(layout, packages, decode, decoder: str, context_patches: int, patch_size: int, hop: int,
+                        precision: str):
+    """The decoder of a stream over a layout's Core ML packages (`generate.packages.Packages`): the layout's
+    stream step where OUT has it (either form: contexts in and out, or states) unless "windowed" is asked
+    for, else the whole decoder windowed (`decode(patches) -> audio`). Any layout's steps can return it."""
+    stream = next((s for s in layout.of_kind(STREAM_STEP) if s.name in packages.paths), None)
+    if decoder == "stream" and stream is None:
+        where = packages.paths["audio_vae_decoder"].parent
+        raise GenerationError(f"{where} has no streaming decoder package: convert it (python -m convert "
+                              f"--stream-decoder --precision {precision}) or stream with the windowed decoder")
+    if decoder != "windowed" and stream is not None:
+        return CarriedDecoder(stream, lambda inputs, state: packages(stream.name, state=state, **inputs),
+                              lambda: packages.new_state(stream.name))
+    whole = layout["audio_vae_decoder"]
+    return WindowedDecoder(decode, context_patches, patch_size * hop, patch_size, frame_bytes(whole))
 
 
 class AudioStream:
