@@ -26,7 +26,7 @@ help:
 	@echo "make generate   TEXT=\"...\" WAV=out.wav [PROMPT=p.wav PROMPT_TEXT=\"...\" PRECISION=int8 OUT=... SEED= CFG=2.0 TIMESTEPS=10 STATS=s.json]"
 	@echo "make demo       offline: tiny checkpoint -> convert -> validate -> wav (build/demo)"
 	@echo "make check      MODEL=...: load a checkpoint strictly and describe it"
-	@echo "make bench      long measurements (not part of make test)"
+	@echo "make bench      long measurements (not part of make test): decoder step, then MODEL's components in OUT"
 
 setup: $(STAMP)
 
@@ -66,7 +66,7 @@ demo: setup
 	$(PY) -m demo --out build/demo
 
 bench: setup
-	$(PY) -m bench
+	$(PY) -m bench --model $(MODEL) --packages $(OUT)
 
 clean:
 	rm -rf build

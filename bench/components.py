@@ -1,0 +1,216 @@
+"""Benchmark the MIL interpreter on each converted component against the torch module it came from.
+
+    python -m bench.components --model CHECKPOINT --packages OUT [--runs 10] [--components a,b]
+
+For each of the six components, the fp16 and int8 packages in OUT run in the interpreter (fp16
+compute) and the patched torch module they were converted from runs in eager FP32, on the same
+inputs at realistic sizes (5 s of audio into the VAE encoder, 125 latent frames into the decoder,
+one patch into feat_encoder, the CFG batch of 2 into locdit_step, the LM steps at position 256 of
+512 with filled caches). Each side is timed in its own block of calls (as bench/runtime_step.py
+explains, interleaving them makes both slower on 2 cores); medians are compared. Prints a Markdown
+table and writes OUT_DIR/components.json. Needs the full model in memory: ~3.5 GB at full size.
+"""
+import argparse
+import gc
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("bench.components")
+
+COMPONENTS = ("audio_vae_encoder", "audio_vae_decoder", "feat_encoder", "locdit_step", "base_lm_step",
+              "residual_lm_step")
+PRECISIONS = ("fp16", "int8")
+DECODER_FRAMES = 125      # 5 s of audio at 44.1 kHz
+LM_POSITION_FRACTION = 2  # the LM steps run at max_context / 2, every slot before it filled
+GOAL_RATIO = 1.5
+
+
+def torch_components(checkpoint, names, max_context):
+    """The patched torch modules the packages were converted from, by component name.
+
+    The one place that knows where they live (patches/), so it is the one line to change if they move.
+    """
+    from patches import components as parts
+    from patches.apply import patch_model
+    from patches.loading import load_voxcpm
+
+    model = patch_model(load_voxcpm(checkpoint))
+    build = {
+        "audio_vae_encoder": lambda: parts.AudioVAEEncoder(model),
+        "audio_vae_decoder": lambda: parts.AudioVAEDecoder(model),
+        "feat_encoder": lambda: parts.FeatEncoder(model),
+        "locdit_step": lambda: parts.LocDiTStep(model),
+        "base_lm_step": lambda: parts.BaseLMStep(model, max_context),
+        "residual_lm_step": lambda: parts.ResidualLMStep(model, max_context),
+    }
+    return {name: build[name]().eval() for name in names}
+
+
+def package(out, component, precision):
+    return Path(out) / precision / f"{component}.mlpackage"
+
+
+def max_context(out):
+    try:
+        return int(json.loads((Path(out) / "manifest.json").read_text())["settings"]["max_context"])
+    except (OSError, ValueError, KeyError):
+        return 512
+
+
+def bench_inputs(component, descs, context, seed=0):
+    """Inputs at the package's declared shapes (decoder: DECODER_FRAMES), fp16 inputs already rounded
+    so that torch and the interpreter see the same values."""
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for d in descs:
+        shape = list(d.shape)
+        if component == "audio_vae_decoder" and d.name == "latent":
+            shape[-1] = DECODER_FRAMES
+        if np.dtype(d.dtype).kind == "i":
+            feed[d.name] = np.full(shape, context // LM_POSITION_FRACTION, np.int32)
+            continue
+        scale = 0.1 if component == "audio_vae_encoder" else 0.5
+        value = (scale * rng.standard_normal(shape)).astype(np.float32)
+        feed[d.name] = value.astype(np.float16).astype(np.float32) if np.dtype(d.dtype) == np.float16 else value
+    if component == "locdit_step":
+        feed["t"] = np.full(feed["t"].shape, 0.707, np.float16).astype(np.float32)
+        feed["dt"] = np.zeros(feed["dt"].shape, np.float32)
+    return feed
+
+
+def call_times(fn, runs, budget_s):
+    """Seconds per call of ``fn`` after one warm-up call: ``runs`` calls, or fewer (at least 3)
+    once ``budget_s`` is spent (a 5 s VAE call need not run ten times to have a median)."""
+    fn()
+    times, began = [], time.perf_counter()
+    while len(times) < runs and (len(times) < 3 or time.perf_counter() - began < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return np.array(times)
+
+
+def _summary(times):
+    return {"median_s": float(np.median(times)), "min_s": float(times.min()), "max_s": float(times.max()),
+            "calls": int(times.size)}
+
+
+def time_torch(module, feed, runs, budget_s):
+    import torch
+
+    args = tuple(torch.from_numpy(v) for v in feed.values())
+    with torch.inference_mode():
+        out = module(*args)
+        times = call_times(lambda: module(*args), runs, budget_s)
+    first = out[0] if isinstance(out, (tuple, list)) else out
+    return _summary(times), first.numpy()
+
+
+def time_interpreter(model, feed, runs, budget_s):
+    out = model.predict(feed)[model.outputs[0].name]
+    return _summary(call_times(lambda: model.predict(feed), runs, budget_s)), out
+
+
+def bench_component(component, module, out, context, runs, budget_s, precisions=PRECISIONS):
+    """One table row: the interpreter on each precision's package, then torch, on the same inputs."""
+    import runtime
+    from runtime.metrics import compare
+
+    row, feed, values = {"component": component}, None, {}
+    for precision in precisions:
+        path = package(out, component, precision)
+        if not path.is_dir():
+            continue
+        t0 = time.perf_counter()
+        model = runtime.load(path, backend="mil", compute="fp16")
+        load_s = time.perf_counter() - t0
+        feed = feed if feed is not None else bench_inputs(component, model.inputs, context)
+        timing, values[precision] = time_interpreter(model, feed, runs, budget_s)
+        row[precision] = {**timing, "load_s": load_s}
+        del model
+        gc.collect()
+    row["torch"], expected = time_torch(module, feed, runs, budget_s)
+    for precision, value in values.items():
+        row[precision]["ratio"] = row[precision]["median_s"] / row["torch"]["median_s"]
+        row[precision]["accuracy"] = compare(value.reshape(expected.shape), expected)
+    row["inputs"] = {k: list(v.shape) for k, v in feed.items()}
+    return row
+
+
+def run(checkpoint, out, out_dir, runs, components=COMPONENTS, budget_s=60.0):
+    todo = [c for c in components if any(package(out, c, p).is_dir() for p in PRECISIONS)]
+    missing = sorted(set(components) - set(todo))
+    if missing:
+        log.warning("no packages for %s in %s: skipped (convert first)", ", ".join(missing), out)
+    if not todo:
+        return None
+    context = max_context(out)
+    modules = torch_components(checkpoint, todo, context)
+    rows = []
+    for component in todo:
+        rows.append(bench_component(component, modules.pop(component), out, context, runs, budget_s))
+        log.info("%s: %s", component, {p: f"{rows[-1][p]['ratio']:.2f}x" for p in PRECISIONS if p in rows[-1]})
+        gc.collect()
+    result = {"threads": _threads(), "runs": runs, "max_context": context, "goal": {"ratio_max": GOAL_RATIO},
+              "rows": rows}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "components.json").write_text(json.dumps(result, indent=2))
+    print(table(result))
+    return result
+
+
+def _threads():
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _ms(t):
+    return f"{1e3 * t['median_s']:.1f} ({1e3 * t['min_s']:.0f}–{1e3 * t['max_s']:.0f})"
+
+
+def table(result):
+    head = ["component", "torch eager FP32, ms", "interpreter fp16, ms", "fp16 / torch", "interpreter int8, ms",
+            "int8 / torch", "corr fp16 / int8"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in result["rows"]:
+        cells = [row["component"], _ms(row["torch"])]
+        corr = []
+        for precision in PRECISIONS:
+            t = row.get(precision)
+            cells += [_ms(t), f"{t['ratio']:.2f}x"] if t else ["-", "-"]
+            corr.append(f"{t['accuracy']['corr']:.5f}" if t else "-")
+        cells.append(" / ".join(corr))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(f"\nmedians (min–max) of up to {result['runs']} calls per block after one warm-up; "
+                 f"goal: every ratio <= {result['goal']['ratio_max']}x")
+    return "\n".join(lines)
+
+
+def add_arguments(p):
+    p.add_argument("--model", default="build/fixtures/full", help="checkpoint the packages were converted from")
+    p.add_argument("--packages", type=Path, default=Path("build/full-coreml"),
+                   help="conversion output (OUT/fp16, OUT/int8)")
+    p.add_argument("--components", default=",".join(COMPONENTS), help="comma-separated subset")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(p)
+    p.add_argument("--runs", type=int, default=10, help="timed calls of each (fewer, at least 3, past --budget)")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls per block")
+    p.add_argument("--out", type=Path, default=Path("build/bench"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bench").setLevel(logging.INFO)
+    components = tuple(c.strip() for c in args.components.split(",") if c.strip())
+    run(args.model, args.packages, args.out, args.runs, components, args.budget)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
