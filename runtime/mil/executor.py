@@ -115,13 +115,14 @@ class Plan:
         fused_at = {id(f.at): f for f in fusions}
         folded = {id(op) for f in fusions for op in f.ops}
         last_use = self._last_uses(ops)
+        step_of = {}
         for i, op in enumerate(ops):
             if materialise.is_constant_op(op):
                 continue
-            step = self._step(op, i, last_use, cache)
+            step = step_of[id(op)] = self._step(op, i, last_use, cache)
             self._unfused_steps.append(step)
             if id(op) in fused_at:
-                self.steps.append(self._fused_step(fused_at[id(op)], i))
+                self.steps.append(self._fused_step(fused_at[id(op)], i, step_of))
             elif id(op) not in folded:
                 self.steps.append(step)
         self._release_dead_values(ops, last_use)
@@ -167,12 +168,13 @@ class Plan:
             info.blocks = [Plan(b, self.opset, self.fp16, self.function_name, cache, self.consts) for b in op.blocks]
         return Step(kern.fn, info, args, outs)
 
-    def _fused_step(self, fusion, i):
+    def _fused_step(self, fusion, i, step_of):
         info = OpInfo(fusion.at, i, self.opset)
         info.op_type = f"{fusion.label} ({'+'.join(op.op_type for op in fusion.ops)})"
         outs = [(fusion.output.name, _finalizer(info.out_dtypes[0], self.fp16, fusion.exact))]
         args = [(p, *self._ref(v)) for p, v in fusion.inputs.items()]
-        kernel = fusion.kernel
+        # a fusion without a kernel of its own runs its ops' steps (kernels and roundings) in chunks
+        kernel = fusion.kernel or fuse.ChunkedChain([step_of[id(op)] for op in fusion.ops], ENV, CONST)
         return Step(lambda a, _: kernel(a), info, args, outs)
 
     def _ref(self, v):
