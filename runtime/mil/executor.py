@@ -101,13 +101,6 @@ class Plan:
 
     def _compile(self, block, cache):
         ops = list(block.operations)
-        for op in ops:
-            if materialise.is_constant_op(op):
-                vals = cache.get(id(op))
-                if vals is None:
-                    vals = cache[id(op)] = materialise.materialise(op)
-                for var, val in zip(op.outputs, vals):
-                    self.consts[var.name] = val
         # A fused kernel reads its inputs at the position of its last op. They stay live (and
         # unwritten) until then because the ops it replaces only move values, and a value lives
         # as long as anything moved out of it does (see _last_uses).
@@ -115,9 +108,19 @@ class Plan:
         fused_at = {id(f.at): f for f in fusions}
         folded = {id(op) for f in fusions for op in f.ops}
         last_use = self._last_uses(ops)
+        # constants are materialised in program order, just before their readers are compiled, so
+        # that one a kernel prepares (a weight packed in fp16) is released before the next is made
+        self._unprepared, kept = self._const_readers(ops, block)
         step_of = {}
         for i, op in enumerate(ops):
             if materialise.is_constant_op(op):
+                if not any(v.name in self._unprepared or v.name in kept for v in op.outputs):
+                    continue  # read by constexpr ops only, which materialise from the program (int8 data: 0.34 GB)
+                vals = cache.get(id(op))
+                if vals is None:
+                    vals = cache[id(op)] = materialise.materialise(op)
+                for var, val in zip(op.outputs, vals):
+                    self.consts[var.name] = val
                 continue
             step = step_of[id(op)] = self._step(op, i, last_use, cache)
             self._unfused_steps.append(step)
@@ -166,7 +169,44 @@ class Plan:
         info.in_place = self._may_write_in_place(op, i, last_use)
         if op.blocks:
             info.blocks = [Plan(b, self.opset, self.fp16, self.function_name, cache, self.consts) for b in op.blocks]
+        if kern.prepare is not None:
+            args = self._prepared(kern, op, args, cache)
         return Step(kern.fn, info, args, outs)
+
+    def _prepared(self, kern, op, args, cache):
+        """The op's arguments with its constants as its kernel prepared them (registry ``prepare``);
+        a constant no other reader needs in its plain form is released."""
+        consts = {p: ref for p, kind, ref in args if kind == CONST}
+        if not consts:
+            return args
+        ready = kern.prepare(consts, op, self.fp16)
+        for p, value in consts.items():
+            if ready[p] is not value:
+                self._release_if_unread(op.inputs[p], cache)
+        return [(p, kind, ready[p] if kind == CONST else ref) for p, kind, ref in args]
+
+    def _const_readers(self, ops, block):
+        """(constant name -> how many op inputs of this block read it, names never released: the
+        constants a nested block reads or the block returns)."""
+        keep = {v.name for v in block.outputs}.union(*(nested_reads(op) for op in ops))
+        counts = {}
+        for op in ops:
+            if materialise.is_constant_op(op):
+                continue
+            for v in input_vars(op):
+                if v.op is not None and materialise.is_constant_op(v.op) and v.name not in keep:
+                    counts[v.name] = counts.get(v.name, 0) + 1
+        return counts, keep
+
+    def _release_if_unread(self, var, cache):
+        left = self._unprepared.get(var.name)
+        if left is None:
+            return
+        self._unprepared[var.name] = left - 1
+        if left == 1 and var.name in self.consts:
+            del self.consts[var.name]
+            if len(var.op.outputs) == 1:
+                cache.pop(id(var.op), None)
 
     def _fused_step(self, fusion, i, step_of):
         info = OpInfo(fusion.at, i, self.opset)
