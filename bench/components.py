@@ -6,14 +6,17 @@ For each of the six components, the fp16 and int8 packages in OUT run in the int
 compute) and the patched torch module they were converted from runs in eager FP32, on the same
 inputs at realistic sizes (5 s of audio into the VAE encoder, 125 latent frames into the decoder,
 one patch into feat_encoder, the CFG batch of 2 into locdit_step, the LM steps at position 256 of
-512 with filled caches). Each side is timed in its own block of calls (as bench/runtime_step.py
-explains, interleaving them makes both slower on 2 cores); medians are compared. Prints a Markdown
-table and writes OUT_DIR/components.json. Needs the full model in memory: ~3.5 GB at full size.
+512 with filled caches). Each side is timed in blocks of its own (as bench/runtime_step.py
+explains, alternating single calls makes both slower on 2 cores), the blocks taking turns a few
+times so that a shared machine's changing load moves every side alike; medians are compared.
+Prints a Markdown table and writes OUT_DIR/components.json. Needs the full model in memory:
+~3.5 GB at full size, and both packages of one component at a time.
 """
 import argparse
 import gc
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +30,7 @@ PRECISIONS = ("fp16", "int8")
 DECODER_FRAMES = 125      # 5 s of audio at 44.1 kHz
 LM_POSITION_FRACTION = 2  # the LM steps run at max_context / 2, every slot before it filled
 GOAL_RATIO = 1.5
+ROUNDS = 3                # each side's calls come in this many blocks, taking turns
 
 
 def torch_components(checkpoint, names, max_context):
@@ -82,63 +86,80 @@ def bench_inputs(component, descs, context, seed=0):
     return feed
 
 
-def call_times(fn, runs, budget_s):
-    """Seconds per call of ``fn`` after one warm-up call: ``runs`` calls, or fewer (at least 3)
-    once ``budget_s`` is spent (a 5 s VAE call need not run ten times to have a median)."""
+def call_times(fn, calls):
+    """Seconds per call of ``fn``, ``calls`` times after one warm-up call (one block)."""
     fn()
-    times, began = [], time.perf_counter()
-    while len(times) < runs and (len(times) < 3 or time.perf_counter() - began < budget_s):
+    times = []
+    for _ in range(calls):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return np.array(times)
+    return times
 
 
 def _summary(times):
+    times = np.array(times)
     return {"median_s": float(np.median(times)), "min_s": float(times.min()), "max_s": float(times.max()),
             "calls": int(times.size)}
 
 
-def time_torch(module, feed, runs, budget_s):
+def _torch_call(module, feed):
     import torch
 
     args = tuple(torch.from_numpy(v) for v in feed.values())
-    with torch.inference_mode():
-        out = module(*args)
-        times = call_times(lambda: module(*args), runs, budget_s)
-    first = out[0] if isinstance(out, (tuple, list)) else out
-    return _summary(times), first.numpy()
+
+    def call():
+        with torch.inference_mode():
+            return module(*args)
+
+    return call
 
 
-def time_interpreter(model, feed, runs, budget_s):
-    out = model.predict(feed)[model.outputs[0].name]
-    return _summary(call_times(lambda: model.predict(feed), runs, budget_s)), out
+def bench_component(component, module, out, context, runs, budget_s, rounds=ROUNDS, precisions=PRECISIONS):
+    """One table row: torch and the interpreter on each precision's package, on the same inputs.
 
-
-def bench_component(component, module, out, context, runs, budget_s, precisions=PRECISIONS):
-    """One table row: the interpreter on each precision's package, then torch, on the same inputs."""
+    Each side runs in blocks of its own (a warm-up call, then timed calls), and the blocks take
+    turns, ``rounds`` times, so a machine that gets busier or quieter meanwhile moves every side
+    alike. ``runs`` timed calls per side, fewer (one per block at least) once the first block
+    shows they would take more than ``budget_s`` (a VAE call takes seconds).
+    """
     import runtime
     from runtime.metrics import compare
 
-    row, feed, values = {"component": component}, None, {}
+    sides, loads, feed = {"torch": None}, {}, None
     for precision in precisions:
         path = package(out, component, precision)
-        if not path.is_dir():
-            continue
-        t0 = time.perf_counter()
-        model = runtime.load(path, backend="mil", compute="fp16")
-        load_s = time.perf_counter() - t0
-        feed = feed if feed is not None else bench_inputs(component, model.inputs, context)
-        timing, values[precision] = time_interpreter(model, feed, runs, budget_s)
-        row[precision] = {**timing, "load_s": load_s}
-        del model
-        gc.collect()
-    row["torch"], expected = time_torch(module, feed, runs, budget_s)
-    for precision, value in values.items():
-        row[precision]["ratio"] = row[precision]["median_s"] / row["torch"]["median_s"]
-        row[precision]["accuracy"] = compare(value.reshape(expected.shape), expected)
-    row["inputs"] = {k: list(v.shape) for k, v in feed.items()}
+        if path.is_dir():
+            t0 = time.perf_counter()
+            model = runtime.load(path, backend="mil", compute="fp16")
+            loads[precision] = time.perf_counter() - t0
+            feed = feed if feed is not None else bench_inputs(component, model.inputs, context)
+            sides[precision] = (lambda m: lambda: m.predict(feed))(model)
+    sides["torch"] = _torch_call(module, feed)
+    per_block, times = max(1, -(-runs // rounds)), {side: [] for side in sides}
+    for r in range(rounds):
+        for side, fn in sides.items():
+            times[side] += call_times(fn, per_block)
+        if r == 0:
+            per_call = max(np.median(t) for t in times.values())
+            per_block = max(1, min(per_block, int(budget_s / rounds / per_call)))
+    row = {"component": component, "inputs": {k: list(v.shape) for k, v in feed.items()}}
+    expected = _first(sides["torch"]())
+    for side in sides:
+        row[side] = _summary(times[side])
+    for precision in loads:
+        actual = _first(sides[precision]())
+        row[precision].update(load_s=loads[precision], ratio=row[precision]["median_s"] / row["torch"]["median_s"],
+                              accuracy=compare(actual.reshape(expected.shape), expected))
     return row
+
+
+def _first(out):
+    """The first output: of a torch module (tensor or tuple) or of a predict (dict, program order)."""
+    if isinstance(out, dict):
+        return np.asarray(next(iter(out.values())))
+    first = out[0] if isinstance(out, (tuple, list)) else out
+    return first.numpy()
 
 
 def run(checkpoint, out, out_dir, runs, components=COMPONENTS, budget_s=60.0):
@@ -150,13 +171,13 @@ def run(checkpoint, out, out_dir, runs, components=COMPONENTS, budget_s=60.0):
         return None
     context = max_context(out)
     modules = torch_components(checkpoint, todo, context)
-    rows = []
+    rows, load_before = [], os.getloadavg()[0]
     for component in todo:
         rows.append(bench_component(component, modules.pop(component), out, context, runs, budget_s))
         log.info("%s: %s", component, {p: f"{rows[-1][p]['ratio']:.2f}x" for p in PRECISIONS if p in rows[-1]})
         gc.collect()
-    result = {"threads": _threads(), "runs": runs, "max_context": context, "goal": {"ratio_max": GOAL_RATIO},
-              "rows": rows}
+    result = {"threads": _threads(), "runs": runs, "rounds": ROUNDS, "max_context": context,
+              "goal": {"ratio_max": GOAL_RATIO}, "loadavg_1min": [load_before, os.getloadavg()[0]], "rows": rows}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "components.json").write_text(json.dumps(result, indent=2))
     print(table(result))
@@ -186,7 +207,9 @@ def table(result):
             corr.append(f"{t['accuracy']['corr']:.5f}" if t else "-")
         cells.append(" / ".join(corr))
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append(f"\nmedians (min–max) of up to {result['runs']} calls per block after one warm-up; "
+    lines.append(f"\nmedians (min–max) of up to {result['runs']} calls a side, in {result['rounds']} blocks a side "
+                 f"taking turns, each after a warm-up call; {result['threads']} torch threads; load average "
+                 f"{result['loadavg_1min'][0]:.1f} before, {result['loadavg_1min'][1]:.1f} after; "
                  f"goal: every ratio <= {result['goal']['ratio_max']}x")
     return "\n".join(lines)
 

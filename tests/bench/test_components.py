@@ -16,6 +16,7 @@ def test_component_bench_times_both_packages_against_torch(tiny_dir, tiny_coreml
             assert timing["calls"] == 3 and timing["ratio"] == timing["median_s"] / row["torch"]["median_s"]
             assert timing["accuracy"]["corr"] > 0.999, (row["component"], precision, timing["accuracy"])
     assert saved["rows"][2]["inputs"]["k0"][2] == saved["max_context"]  # the LM step gets its full caches
+    assert saved["rounds"] == bench.ROUNDS and len(saved["loadavg_1min"]) == 2
     assert result["rows"][0]["fp16"]["median_s"] == saved["rows"][0]["fp16"]["median_s"]
     out = capsys.readouterr().out
     assert "| locdit_step |" in out and "int8 / torch" in out
