@@ -34,24 +34,16 @@ ROUNDS = 3                # each side's calls come in this many blocks, taking t
 
 
 def torch_components(checkpoint, names, max_context):
-    """The patched torch modules the packages were converted from, by component name.
-
-    The one place that knows where they live (patches/), so it is the one line to change if they move.
-    """
-    from patches import components as parts
+    """The patched torch modules the packages were converted from, by component name: each built
+    from the published declaration (contract/) by patches.modules.build, as conversion builds it."""
+    from checkpoint.loading import load_voxcpm
+    from contract.layout import declare
     from patches.apply import patch_model
-    from patches.loading import load_voxcpm
+    from patches.modules import build
 
+    layout = declare(json.loads((Path(checkpoint) / "config.json").read_text()), max_context=max_context)
     model = patch_model(load_voxcpm(checkpoint))
-    build = {
-        "audio_vae_encoder": lambda: parts.AudioVAEEncoder(model),
-        "audio_vae_decoder": lambda: parts.AudioVAEDecoder(model),
-        "feat_encoder": lambda: parts.FeatEncoder(model),
-        "locdit_step": lambda: parts.LocDiTStep(model),
-        "base_lm_step": lambda: parts.BaseLMStep(model, max_context),
-        "residual_lm_step": lambda: parts.ResidualLMStep(model, max_context),
-    }
-    return {name: build[name]().eval() for name in names}
+    return {name: build(layout[name], model) for name in names}
 
 
 def package(out, component, precision):
