@@ -39,7 +39,7 @@ def cast(value, dtype):
         return v
     if _torch is not None and v.size >= _TORCH_MIN_SIZE and v.dtype in _TORCH_DTYPES and dtype in _TORCH_DTYPES:
         out = np.empty(v.shape, dtype)
-        with _one_thread():
+        with one_thread():
             _torch.from_numpy(out).copy_(_torch.from_numpy(_torch_compatible(v)))
         return out
     return v.astype(dtype)
@@ -67,7 +67,7 @@ def round_to_fp16(value, in_place=False):
 def _round_flat(flat):
     """Round a 1-D contiguous float32 array to fp16 values, in place, through the thread's buffer."""
     buf = _buffer()
-    with _one_thread():
+    with one_thread():
         for start in range(0, flat.size, _CHUNK):
             t = _torch.from_numpy(flat[start:start + _CHUNK])
             t.copy_(buf[:t.numel()].copy_(t))
@@ -87,8 +87,9 @@ def _buffer():
     return buf
 
 
-class _one_thread:
-    """torch on one thread inside the block (see the module docstring), restored after."""
+class one_thread:
+    """torch on one thread inside the block (see the module docstring), restored after; also what
+    runtime/mil/kernels/linalg.py runs its few-row products in."""
 
     def __enter__(self):
         self.n = _torch.get_num_threads()

@@ -11,6 +11,14 @@ through oneDNN, accumulating in fp32) the weight is kept in fp16: half the memor
 base LM step holds 0.7 GB instead of 1.4 GB) and half the bytes read per call. The result differs
 from the fp32 product rounded to fp16 by the order of the fp32 sums only (one fp16 step on ~0.2 %
 of the outputs). Elsewhere, and in fp32 compute mode, weights stay fp32.
+
+Why one thread for a product of few rows (at most ONE_THREAD_ROWS: every linear of the LM steps,
+locdit_step and feat_encoder): it reads each weight once and is bound by memory, which one core
+nearly saturates; a second OpenMP thread only adds a barrier, and on 2 shared cores the thread
+often waits for a core. Measured on this machine at load average 11, medians of 30 calls:
+[18, 1024] x [4096, 1024] fp16 13.4 ms on one thread, 30.2 ms on two; [18, 1024] x [128, 1024]
+0.10 ms on one thread, 24.0 ms on two. oneDNN's fp16 products are the same bits on one thread as on
+two; MKL's fp32 products of 2-32 rows may sum in another order (fp32 rounding, far below fp16's).
 """
 import os
 import warnings
@@ -48,6 +56,7 @@ def _cpu_multiplies_fp16():
 
 
 FP16_GEMM = _cpu_multiplies_fp16()
+ONE_THREAD_ROWS = 256
 
 
 def _prepare_linear(consts, op, fp16_mode):
@@ -79,6 +88,13 @@ def linear(a, op):
             y += b
         return y
     w = w if isinstance(w, _torch.Tensor) else _tensor(w)
+    if x.size // max(x.shape[-1], 1) <= ONE_THREAD_ROWS:
+        with fp16.one_thread():
+            return _torch_linear(x, w, b)
+    return _torch_linear(x, w, b)
+
+
+def _torch_linear(x, w, b):
     if w.dtype == _torch.float16:  # x holds fp16 values in fp16 mode: narrowing it is exact
         b = b if b is None or isinstance(b, _torch.Tensor) else _tensor(fp16.cast(f32(b), np.float16))
         y = _torch.nn.functional.linear(_tensor(fp16.cast(x, np.float16)), w, b)
