@@ -22,10 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.layout import component_names
+
+from .runtime_step import call_times
+
 log = logging.getLogger("bench.components")
 
-COMPONENTS = ("audio_vae_encoder", "audio_vae_decoder", "feat_encoder", "locdit_step", "base_lm_step",
-              "residual_lm_step")
+COMPONENTS = component_names("published")  # declared once, in contract/
 PRECISIONS = ("fp16", "int8")
 DECODER_FRAMES = 125      # 5 s of audio at 44.1 kHz
 LM_POSITION_FRACTION = 2  # the LM steps run at max_context / 2, every slot before it filled
@@ -78,17 +81,6 @@ def bench_inputs(component, descs, context, seed=0):
     return feed
 
 
-def call_times(fn, calls):
-    """Seconds per call of ``fn``, ``calls`` times after one warm-up call (one block)."""
-    fn()
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def _summary(times):
     times = np.array(times)
     return {"median_s": float(np.median(times)), "min_s": float(times.min()), "max_s": float(times.max()),
@@ -131,7 +123,7 @@ def bench_component(component, module, out, context, runs, budget_s, rounds=ROUN
     per_block, times = max(1, -(-runs // rounds)), {side: [] for side in sides}
     for r in range(rounds):
         for side, fn in sides.items():
-            times[side] += call_times(fn, per_block)
+            times[side] += list(call_times(fn, per_block))
         if r == 0:
             per_call = max(np.median(t) for t in times.values())
             per_block = max(1, min(per_block, int(budget_s / rounds / per_call)))
