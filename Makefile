@@ -26,7 +26,7 @@ help:
 	@echo "make generate   TEXT=\"...\" WAV=out.wav [PROMPT=p.wav PROMPT_TEXT=\"...\" PRECISION=int8 OUT=... SEED= CFG=2.0 TIMESTEPS=10 STATS=s.json STREAM=1]"
 	@echo "make demo       offline: tiny checkpoint -> convert -> validate -> wav (build/demo)"
 	@echo "make check      MODEL=...: load a checkpoint strictly and describe it"
-	@echo "make bench      long measurements (not part of make test)"
+	@echo "make bench      long measurements (not part of make test): decoder step, then MODEL's components in OUT"
 
 setup: $(STAMP)
 
@@ -67,7 +67,7 @@ demo: setup
 	$(PY) -m demo --out build/demo
 
 bench: setup
-	$(PY) -m bench
+	$(PY) -m bench --model $(MODEL) --packages $(OUT)
 	@if [ -f "$(OUT)/manifest.json" ]; then \
 		$(PY) -m bench.streaming --out "$(OUT)" --precision $(if $(filter all,$(PRECISION)),int8,$(PRECISION)); \
 	else echo "note: time to first audio not measured: $(OUT) has no converted packages (make convert)"; fi
