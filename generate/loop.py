@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from contract.defaults import PROMPT_CONTEXT_PATCHES, RETRY_MAX
+from contract import artifacts
+from contract.defaults import RETRY_MAX
 
 from .audio import check_prompt, load_prompt
 from .errors import GenerationError
@@ -142,7 +143,7 @@ class Generator:
             prompt = (self.encode_prompt(prompt_audio) if has_prompt
                       else np.zeros((0, self.patch_size, self.feat_dim), np.float32))
         noise = noise or self.default_noise(seed)
-        keep = min(c.get("prompt_context_patches", PROMPT_CONTEXT_PATCHES), prompt.shape[0])  # older configs lack it
+        keep = min(artifacts.prompt_context_patches(c), prompt.shape[0])
         context = prompt[prompt.shape[0] - keep:]
         generated, calls = 0, Counter()
         for attempt in range(retry_max):
