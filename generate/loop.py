@@ -17,7 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from contract.defaults import PROMPT_CONTEXT_PATCHES, RETRY_MAX, STREAM_CONTEXT_PATCHES
+from contract import artifacts
+from contract.defaults import RETRY_MAX, STREAM_CONTEXT_PATCHES
 
 from .audio import check_prompt, load_prompt
 from .errors import GenerationError
@@ -168,8 +169,7 @@ class Generator:
         with timer("encode_prompt"):
             prompt = (self.encode_prompt(req.prompt_audio) if req.prompt_audio is not None
                       else np.zeros((0, self.patch_size, self.feat_dim), np.float32))
-        # older configs lack prompt_context_patches
-        keep = min(self.config.get("prompt_context_patches", PROMPT_CONTEXT_PATCHES), prompt.shape[0])
+        keep = min(artifacts.prompt_context_patches(self.config), prompt.shape[0])
         return prompt, prompt[prompt.shape[0] - keep:]
 
     def generate(self, text: str, prompt_wav=None, prompt_text: str | None = None, *, min_len: int | None = None,
