@@ -1,8 +1,10 @@
 """Long measurements that are not tests: `make bench` runs them (`python -m bench --help`).
 
 Each module measures one thing and writes a Markdown table and JSON under build/bench/:
-`runtime_step` (the interpreter against torch eager on a full-size decoder step), `layouts` (the
-layouts converted in OUT side by side: model calls, boundary bytes and weights per generated patch,
-prefill calls, package sizes, conversion cost, patches/s).
+`runtime_step` (the interpreter against torch eager on a full-size decoder step, runtime.json),
+`components` (each converted component, fp16 and int8 packages, against the torch module it was
+converted from, components.json; needs a checkpoint and its conversion: MODEL=..., OUT=...) and
+`layouts` (the layouts converted in OUT side by side: model calls, boundary bytes and weights per
+generated patch, prefill calls, package sizes, conversion cost, patches/s; layouts.json).
 `torch_models` holds the small generic torch models they (and the runtime tests) convert.
 """

@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from .defaults import DEFAULT_LAYOUT, DEFAULT_MODEL, DEFAULT_OUT
-from .layout import LAYOUTS, component_names
+from .layout import LAYOUTS, all_names, component_names
 
 PRECISION_CHOICES = {"fp16": ("fp16",), "int8": ("int8",), "all": ("fp16", "int8"), "fp32": ("fp32",)}
 
@@ -81,19 +81,26 @@ def precisions(text: str, allowed=tuple(PRECISION_CHOICES)) -> tuple[str, ...]:
     return PRECISION_CHOICES[text]
 
 
-def components(text: str | None, layout: "str | tuple[str, ...]" = DEFAULT_LAYOUT) -> tuple[str, ...]:
-    """A comma-separated subset of the layout's components (None: all of them); of several layouts', their union."""
-    names = tuple(dict.fromkeys(n for name in ((layout,) if isinstance(layout, str) else layout)
-                                for n in component_names(name)))
-    chosen = tuple(c.strip() for c in (text or ",".join(names)).split(",") if c.strip())
+def components(text: str | None, layout: "str | tuple[str, ...]" = DEFAULT_LAYOUT,
+               optional: bool = False) -> tuple[str, ...]:
+    """A comma-separated subset of the layout's components (optional ones included; of several layouts', their
+    union); None: the ones a conversion builds by default, and with `optional` the optional ones too."""
+    layouts = (layout,) if isinstance(layout, str) else layout
+    names = _union(all_names(name) for name in layouts)
+    default = names if optional else _union(component_names(name) for name in layouts)
+    chosen = tuple(c.strip() for c in (text or ",".join(default)).split(",") if c.strip())
     unknown = [c for c in chosen if c not in names]
     if unknown or not chosen:
         raise UsageError(f"unknown component {','.join(unknown) or '(none given)'}: choose from {','.join(names)}")
     return chosen
 
 
+def _union(groups) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name for group in groups for name in group))
+
+
 def add_components(parser: argparse.ArgumentParser, default_help: str = "all") -> None:
-    names = "; ".join(f"{layout}: {','.join(component_names(layout))}" for layout in LAYOUTS)
+    names = "; ".join(f"{layout}: {','.join(all_names(layout))}" for layout in LAYOUTS)
     parser.add_argument("--components", default=None,
                         help=f"comma-separated subset of the layout's components ({names}; default {default_help})")
 
@@ -103,7 +110,8 @@ def run(argv, parse, work, expected: tuple = (), interrupted: str = "interrupted
     """parse(argv) -> settings, then work(settings) -> exit status; every expected failure is one line.
 
     `expected`: exception types whose message is the one line; `cannot_write`: the fix to print after
-    an OSError while writing (else OSErrors are not expected); `interrupted`: what Ctrl-C kept.
+    an OSError while writing (else OSErrors are not expected); `interrupted`: what Ctrl-C kept (a
+    string, or a function that says it once the work has stopped).
     Known-harmless third-party noise is hidden unless -v/--verbose is given (contract.quiet)."""
     from . import quiet
 
@@ -125,7 +133,7 @@ def run(argv, parse, work, expected: tuple = (), interrupted: str = "interrupted
         error = f"cannot write{where} ({exc.strerror or exc}): {cannot_write}"
     except KeyboardInterrupt:
         quiet.report()
-        print(f"error: {interrupted}", file=sys.stderr)
+        print(f"error: {interrupted() if callable(interrupted) else interrupted}", file=sys.stderr)
         return 130
     else:
         quiet.report()

@@ -9,10 +9,11 @@ packages that own them (`patches.modules`, `validate.references`, `validate.case
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 
-STATELESS, LM_STEP, LM_STATES = "stateless", "lm_step", "lm_states"
-KINDS = (STATELESS, LM_STEP, LM_STATES)    # lm_states: both LMs, their KV caches as Core ML states
+STATELESS, LM_STEP, LM_STATES, STREAM_STEP = "stateless", "lm_step", "lm_states", "stream_step"
+KINDS = (STATELESS, LM_STEP, LM_STATES, STREAM_STEP)    # lm_states: both LMs, their KV caches as Core ML states
 CACHE_KINDS = ("k", "v")
 
 
@@ -93,11 +94,37 @@ class CacheSpec:
 
 
 @dataclass(frozen=True)
+class CarriedSpec:
+    """What a stream step carries from one call to the next (the streaming decoder: every causal
+    convolution's left context), as model inputs `{name}` and outputs `out_{name}` (macOS 14), or
+    as Core ML states `{name}` kept inside the model between calls (`stateful`, macOS 15).
+    Zeros start a fresh stream."""
+
+    tensors: tuple[TensorSpec, ...]     # under their input (or state) names
+    stateful: bool = False
+    output_prefix: str = "out_"
+
+    def names(self) -> list[str]:
+        return [t.name for t in self.tensors]
+
+    def output_for(self, name: str) -> str:
+        """The output that carries input `name` to the next call (explicit form)."""
+        return self.output_prefix + name
+
+    def output_names(self) -> list[str]:
+        return [self.output_for(n) for n in self.names()]
+
+    def elements(self) -> int:
+        """Values carried per call, all tensors together."""
+        return sum(math.prod(t.shape) for t in self.tensors)
+
+
+@dataclass(frozen=True)
 class ComponentSpec:
     """One converted component of a layout: everything convert, validate and generate need to know."""
 
     name: str
-    kind: str                                  # "stateless" or "lm_step"
+    kind: str                                  # one of KINDS
     description: str                           # the package's short description
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
@@ -106,6 +133,7 @@ class ComponentSpec:
     parts: tuple[str, ...]                     # the VoxCPMModel parts it reads (dotted paths; an LM step's first
                                                # is its LM)
     caches: CacheSpec | None = None            # LM steps: caches in and out
+    carried: CarriedSpec | None = None         # stream steps: what one call hands the next (I/O or states)
     embed_input: str | None = None             # LM steps: the embedding of the position
     position_input: str | None = None          # LM steps: the int32 position input (lm_states: the first one)
     fp32_inputs: frozenset = frozenset()       # ops computed only from these inputs stay fp32 (see convert)
@@ -116,6 +144,7 @@ class ComponentSpec:
     state_caches: tuple[CacheSpec, ...] = ()   # lm_states: the caches held as Core ML states, one per LM
     functions: tuple["ComponentSpec", ...] = ()  # a multifunction package: its functions (the first is the default)
     options: dict = field(default_factory=dict)  # settings its torch module takes and its package records
+    deployment_target: str = "macOS14"         # Core ML states need macOS15
 
     def input(self, name: str) -> TensorSpec:
         return next(t for t in self.inputs if t.name == name)
@@ -128,7 +157,9 @@ class ComponentSpec:
 
     @property
     def states(self) -> tuple[TensorSpec, ...]:
-        return tuple(t for caches in self.state_caches for t in caches.states())
+        """The Core ML states of the package: its LMs' caches (lm_states), or what a stateful stream step carries."""
+        carried = self.carried.tensors if self.carried is not None and self.carried.stateful else ()
+        return tuple(t for caches in self.state_caches for t in caches.states()) + carried
 
     def function(self, name: str) -> "ComponentSpec":
         for spec in self.functions:
@@ -146,15 +177,15 @@ class ComponentSpec:
         stay fp16, the only state type Core ML has."""
         retype = lambda specs: tuple(replace(t, dtype=dtype) if t.dtype == "fp16" else t for t in specs)  # noqa: E731
         caches = replace(self.caches, dtype=dtype) if self.caches and self.caches.dtype == "fp16" else self.caches
+        # Core ML states can only be fp16 ("State only support fp16 dtype", coremltools 9): they stay fp16
+        stays = self.carried is None or self.carried.stateful
+        carried = self.carried if stays else replace(self.carried, tensors=retype(self.carried.tensors))
         return replace(self, inputs=retype(self.inputs), outputs=retype(self.outputs), caches=caches,
-                       functions=tuple(f.with_float_dtype(dtype) for f in self.functions))
+                       carried=carried, functions=tuple(f.with_float_dtype(dtype) for f in self.functions))
 
     def as_dict(self) -> dict:
-        d = {"name": self.name, "kind": self.kind, "description": self.description,
-             "inputs": [t.as_dict() for t in self.inputs], "outputs": [t.as_dict() for t in self.outputs],
-             "notes": self.notes}
-        if self.states:
-            d["states"] = [t.as_dict() for t in self.states]
-        if self.functions:
-            d["functions"] = [f.as_dict() for f in self.functions]
-        return d
+        return {"name": self.name, "kind": self.kind, "description": self.description,
+                "inputs": [t.as_dict() for t in self.inputs], "outputs": [t.as_dict() for t in self.outputs],
+                **({"states": [t.as_dict() for t in self.states]} if self.states else {}),
+                **({"functions": [f.as_dict() for f in self.functions]} if self.functions else {}),
+                "deployment_target": self.deployment_target, "notes": self.notes}

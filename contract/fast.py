@@ -16,15 +16,18 @@ recorded in every package (`contract.layout.option_metadata`).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .components import LM_STATES, STATELESS, CacheSpec, ComponentSpec, TensorSpec
 from .defaults import CFG_ZERO_INIT_FRACTION, FAST_CONTEXT, INFERENCE_TIMESTEPS, PREFILL_CHUNK, SWAY_SAMPLING_COEF
-from .layout import MACOS15_SPEC_VERSION, Layout
+from .layout import SPEC_VERSIONS, Layout
 from .published import vae_decoder, vae_encoder
 from .sizes import ModelSizes, model_sizes
 
 NAME = "fast"
 COMPONENTS = ("audio_vae_encoder", "audio_vae_decoder", "diffusion", "lm")
 LM_FUNCTIONS = ("step", "prefill")   # the first is the package's default function
+TARGET = "macOS15"   # states, the fused scaled_dot_product_attention op, multifunction packages
 LM_PARTS = ("feat_encoder", "enc_to_lm_proj", "base_lm", "fsq_layer", "residual_lm", "lm_to_dit_proj",
             "res_to_dit_proj", "stop_proj", "stop_head")
 
@@ -107,6 +110,11 @@ def _lm(s: ModelSizes, max_context: int, chunk: int) -> ComponentSpec:
               f"states; make one state and pass it to both")
 
 
+def _for_macos15(spec: ComponentSpec) -> ComponentSpec:
+    """Every package of the layout, each function of a multifunction one too, targets macOS 15."""
+    return replace(spec, deployment_target=TARGET, functions=tuple(_for_macos15(f) for f in spec.functions))
+
+
 def declare(config: "dict | ModelSizes", max_context: int | None = None, float_dtype: str = "fp16",
             prefill_chunk: int = PREFILL_CHUNK, timesteps: int = INFERENCE_TIMESTEPS) -> Layout:
     """The fast layout for the checkpoint whose config.json is `config` (or for these sizes).
@@ -125,11 +133,12 @@ def declare(config: "dict | ModelSizes", max_context: int | None = None, float_d
                          f"choose 1..{max_context}")
     if timesteps < 1:
         raise ValueError(f"{timesteps} diffusion timesteps: need at least 1")
-    components = (vae_encoder(s), vae_decoder(s), _diffusion(s, timesteps), _lm(s, max_context, prefill_chunk))
+    components = tuple(_for_macos15(c) for c in (vae_encoder(s), vae_decoder(s), _diffusion(s, timesteps),
+                                                 _lm(s, max_context, prefill_chunk)))
     assert tuple(c.name for c in components) == COMPONENTS
     return Layout(NAME, "VoxCPM 1.5 for Core ML states: an lm package (prefill, step) and a fused diffusion, "
                         "two calls per generated patch", components, max_context=max_context,
-                  deployment_target="macOS15", spec_version=MACOS15_SPEC_VERSION,
+                  deployment_target=TARGET, spec_version=SPEC_VERSIONS[TARGET],
                   options={"max_context": max_context, "prefill_chunk": prefill_chunk, "timesteps": timesteps}
                   ).with_float_dtype(float_dtype)
 

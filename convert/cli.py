@@ -33,7 +33,22 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"Euler steps baked into the diffusion package (default {INFERENCE_TIMESTEPS}, voxcpm's)")
     parser.add_argument("--force", action="store_true", help="rebuild even the artifacts that are up to date")
     cli.add_components(parser)
+    parser.add_argument("--stream-decoder", action="store_true",
+                        help="also convert the streaming VAE decoder (audio_vae_stream_decoder: one patch per call, "
+                             "its contexts in and out; exact streaming on macOS 14; not one of the published six)")
     return parser
+
+
+def _components(args, layouts: tuple[str, ...]) -> tuple[str, ...]:
+    from contract.layout import all_names
+    from contract.streaming import NAME as STREAM_DECODER
+
+    chosen = cli.components(args.components, layouts)
+    if not args.stream_decoder or STREAM_DECODER in chosen:
+        return chosen
+    if not any(STREAM_DECODER in all_names(layout) for layout in layouts):
+        raise cli.UsageError(f"the {'/'.join(layouts)} layout has no streaming decoder: leave out --stream-decoder")
+    return chosen + (STREAM_DECODER,)
 
 
 def parse_settings(argv):
@@ -41,9 +56,8 @@ def parse_settings(argv):
 
     args = build_parser().parse_args(argv)
     layouts = cli.layouts(args.layout, allow_all=True)
-    components = None if args.components is None else cli.components(args.components, layouts)
     return Settings(model=args.model, out=Path(args.out), precisions=cli.precisions(args.precision),
-                    components=components, revision=args.revision, force=args.force, layouts=layouts,
+                    components=_components(args, layouts), revision=args.revision, force=args.force, layouts=layouts,
                     context=args.context, prefill_chunk=args.prefill_chunk, timesteps=args.diffusion_steps)
 
 

@@ -1,13 +1,14 @@
 """One conversion function for every declared component: patched torch module -> FP16 (or FP32 reference) ML Program.
 
-Functional components are captured with `torch.jit.trace` (see TRIALS.md, "capture method"):
-the published components are functional (LM caches are inputs and outputs, written with a
-scatter), so tracing records every op, converts ~10x faster than torch.export and is verified not
-to bake the example position (tests/convert/test_position_independence.py, and the runtime
-interpreter at positions 0..511). Components with states (the fast layout's `lm` functions) write
-their caches in place, which jit.trace silently drops: they are captured with torch.export, and
-every state is declared a `ct.StateType` named as its buffer. A multifunction component is each of
-its functions converted this way (`convert.multifunction` merges them). Names, shapes, dtypes,
+Functional components are captured with `torch.jit.trace` (see TRIALS.md, "capture method"): the
+published components are functional (LM caches are inputs and outputs, written with a scatter),
+so tracing records every op, converts ~10x faster than torch.export and is verified not to bake
+the example position (tests/convert/test_position_independence.py, and the runtime interpreter
+at positions 0..511). A component with Core ML states (the fast layout's `lm` functions, the
+stateful streaming decoder: buffers written in place) is captured with `torch.export`, which keeps
+the writes that a trace drops, every state declared a `ct.StateType` named as its buffer, and
+converted for its declared deployment target (macOS 15: states). A multifunction component is each
+of its functions converted this way (`convert.multifunction` merges them). Names, shapes, dtypes,
 flexible ranges, states, the deployment target, the fp32 region and the model parts all come from
 the declaration (`contract/`), never from here.
 """
@@ -18,7 +19,7 @@ import warnings
 import numpy as np
 import torch
 
-from contract.components import LM_STATES, ComponentSpec, TensorSpec
+from contract.components import ComponentSpec, TensorSpec
 from patches import modules
 
 EXAMPLE_POSITION = 3        # not 0: a trace that baked it would be wrong at 0 and the tests would see it
@@ -74,7 +75,8 @@ def trace(module: torch.nn.Module, example: tuple) -> torch.jit.ScriptModule:
 
 
 def export(module: torch.nn.Module, example: tuple):
-    """torch.export keeps the in-place cache writes (as buffer mutations: Core ML states)."""
+    """torch.export with the ATen decompositions coremltools expects: in-place buffer writes are kept
+    as buffer mutations, which become Core ML state updates (a trace drops them, TRIALS.md)."""
     # FutureWarnings here are torch.export's own deprecations (pytree LeafSpec), not about our graph
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -82,7 +84,8 @@ def export(module: torch.nn.Module, example: tuple):
 
 
 def capture(module: torch.nn.Module, spec: ComponentSpec, example: tuple):
-    return export(module, example) if spec.kind == LM_STATES else trace(module, example)
+    """A component with states is exported (its writes kept); any other is traced."""
+    return export(module, example) if spec.states else trace(module, example)
 
 
 def fp32_subgraph_of(inputs: set[str]):
@@ -113,9 +116,10 @@ def _op_inputs(op):
         yield from (value if isinstance(value, (list, tuple)) else [value])
 
 
-def to_coreml(captured, spec: ComponentSpec, target: str = "macOS14"):
-    """An FP16 ML Program for `target` with exactly the declared input/output/state names (FP32 compute
-    and I/O when the declaration has fp32 floats: the reference build, where the fp32 region is moot)."""
+def to_coreml(captured, spec: ComponentSpec):
+    """An FP16 ML Program for the declared target (macOS14; macOS15 with states) with exactly the declared
+    input/output/state names (FP32 compute and I/O when the declaration has fp32 floats: the reference
+    build, where the fp32 region is moot; states stay fp16, the only kind Core ML has)."""
     import coremltools as ct
 
     if is_fp32_build(spec):
@@ -124,25 +128,26 @@ def to_coreml(captured, spec: ComponentSpec, target: str = "macOS14"):
         precision = ct.transform.FP16ComputePrecision(op_selector=fp32_subgraph_of(set(spec.fp32_inputs)))
     else:
         precision = ct.precision.FLOAT16
-    explicit = spec.kind == LM_STATES
-    # Core ML holds fp16 states only (an fp32 build computes in fp32 and stores its caches in fp16)
+    explicit = bool(spec.states)   # an exported program: its float I/O dtypes must be given
+    # Core ML holds fp16 states only (an fp32 build computes in fp32 and stores its states in fp16)
     states = [ct.StateType(wrapped_type=ct.TensorType(shape=t.shape, dtype=np.float16), name=t.name)
               for t in spec.states]
     return ct.convert(captured, inputs=[_coreml_input(t, explicit) for t in spec.inputs],
                       outputs=[ct.TensorType(name=t.name, dtype=_np_dtype(t, explicit)) for t in spec.outputs],
                       states=states or None, convert_to="mlprogram",
-                      minimum_deployment_target=getattr(ct.target, target), compute_precision=precision)
+                      minimum_deployment_target=getattr(ct.target, spec.deployment_target),
+                      compute_precision=precision)
 
 
-def convert(spec: ComponentSpec, model, target: str = "macOS14"):
+def convert(spec: ComponentSpec, model):
     """The ML Program of component `spec`, from the patched model (its torch module in patches.modules);
     a multifunction component gives a `convert.multifunction.Functions` (one ML Program per function)."""
     if spec.functions:
         from .multifunction import Functions
 
-        return Functions(spec, {f.name: convert(f, model, target) for f in spec.functions})
+        return Functions(spec, {f.name: convert(f, model) for f in spec.functions})
     captured = capture(modules.build(spec, model), spec, examples(spec))
-    mlmodel = to_coreml(captured, spec, target)
+    mlmodel = to_coreml(captured, spec)
     del captured
     return mlmodel
 

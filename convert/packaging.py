@@ -45,7 +45,7 @@ def _describe_tensors(mlmodel, spec: ComponentSpec) -> None:
     for tensor in spec.outputs:
         mlmodel.output_description[tensor.name] = tensor.description
     states = {t.name: t.description for t in spec.states}
-    for feature in mlmodel._spec.description.state:   # no public setter; save() writes _spec
+    for feature in mlmodel._spec.description.state:   # coremltools has no state_description: the spec it saves
         feature.shortDescription = states.get(feature.name, feature.shortDescription)
 
 

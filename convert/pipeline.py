@@ -39,7 +39,7 @@ class Settings:
     model: str
     out: Path
     precisions: tuple[str, ...] = ("int8",)
-    components: tuple[str, ...] | None = None      # None: every component of every layout
+    components: tuple[str, ...] | None = None      # None: every layout's required components (no optional one)
     revision: str | None = None
     force: bool = False
     max_context: int = MAX_CONTEXT                 # the published layout's context (and the generation config's)
@@ -54,8 +54,8 @@ class Settings:
             return {"max_context": self.max_context}
         return {"max_context": self.context, "prefill_chunk": self.prefill_chunk, "timesteps": self.timesteps}
 
-    def wants(self, component: str) -> bool:
-        return self.components is None or component in self.components
+    def wants(self, component: str, layout: Layout) -> bool:
+        return component in (layout.required if self.components is None else self.components)
 
 
 @dataclass
@@ -145,7 +145,7 @@ def surely_needs_model(context: Context) -> bool:
     """True when some requested artifact has never been built here (or --force): no hash can skip it."""
     settings = context.settings
     wanted = [context.name(spec.name, p, layout) for layout in context.layouts for spec in layout
-              if settings.wants(spec.name) for p in settings.precisions] + [CONSTANTS]
+              if settings.wants(spec.name, layout) for p in settings.precisions] + [CONSTANTS]
     return settings.force or any(context.manifest.artifact(name) is None for name in wanted)
 
 
@@ -231,7 +231,7 @@ def _row_name(component: str, layout: Layout) -> str:
 def _progress(component: str, stages: int):
     from tqdm import tqdm
 
-    return tqdm(total=stages, desc=f"{component:<18}", unit="stage", file=sys.stderr, leave=True, disable=False,
+    return tqdm(total=stages, desc=f"{component:<24}", unit="stage", file=sys.stderr, leave=True, disable=False,
                 bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]")
 
 
@@ -243,7 +243,7 @@ def convert_fp32(context: Context, spec, layout: Layout) -> None:
     try:
         start = time.time()
         bar.set_postfix_str("capture + convert fp32")
-        mlmodel = convert(spec, load_model(context), layout.deployment_target)
+        mlmodel = convert(spec, load_model(context))
         bar.update()
         bar.set_postfix_str("save fp32")
         final = _save(context, mlmodel, context.package(spec.name, "fp32", layout), spec, "fp32", layout)
@@ -285,7 +285,7 @@ def convert_component(context: Context, spec, todo: list[str], layout: Layout) -
         if build_fp16:
             start = time.time()
             bar.set_postfix_str("capture + convert")
-            mlmodel = convert(spec, load_model(context), layout.deployment_target)
+            mlmodel = convert(spec, load_model(context))
             bar.update()
             bar.set_postfix_str("save fp16")
             path = fp16_final if "fp16" in todo else work / f"{name}.mlpackage"
@@ -322,7 +322,7 @@ def plan(context: Context, layout: Layout) -> dict[str, list[str]]:
     """component -> precisions to build (in the layout's conversion order)."""
     todo = {}
     for spec in layout:
-        if not context.settings.wants(spec.name):
+        if not context.settings.wants(spec.name, layout):
             continue
         needed = []
         for precision in context.settings.precisions:

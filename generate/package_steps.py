@@ -3,7 +3,8 @@
 A layout's steps (`generate.published_steps`, `generate.fast_steps`) subclass `PackageSteps` and
 add prefill, advance and sample over their own packages. The VAE packages are the same in every
 layout: the prompt is encoded in fixed windows and the patches decoded in chunks that reproduce
-one whole-signal call (`generate.vae`).
+one whole-signal call (`generate.vae`); a stream decodes with the layout's streaming decoder package
+where OUT has it, else windowed with the whole decoder (`generate.streaming`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 from contract.layout import Layout
 
 from .packages import Packages
+from .streaming import open_package_stream
 from .vae import decode_latent, decoder_context_frames, encode_audio, encoder_context_frames
 
 
@@ -43,8 +45,8 @@ class PackageSteps:
 
     def preload(self, has_prompt: bool) -> None:
         for spec in self.layout:
-            if not has_prompt and spec.name == "audio_vae_encoder":
-                continue
+            if spec.name not in self.packages.paths or (not has_prompt and spec.name == "audio_vae_encoder"):
+                continue   # an optional package OUT does not have, or the encoder without a prompt
             for function in spec.functions:
                 self.packages.load(spec.name, function.name)
             if not spec.functions:
@@ -63,6 +65,10 @@ class PackageSteps:
         latent = patches.transpose(2, 0, 1).reshape(self.feat_dim, -1)
         run = lambda z: self.packages(spec.name, **{spec.inputs[0].name: z})[spec.primary_output]  # noqa: E731
         return decode_latent(run, latent, self.hop, spec.inputs[0].flexible[2][1], self.decoder_context)
+
+    def open_stream(self, decoder: str, context_patches: int):
+        return open_package_stream(self.layout, self.packages, self.decode, decoder, context_patches, self.patch_size,
+                                   self.hop, self.precision)
 
     # ---------------------------------------------------------------- the text
     def _text_embeddings(self, tokens: list[int]) -> np.ndarray:

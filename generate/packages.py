@@ -94,19 +94,21 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-def package_paths(out: Path, precision: str, components, backend: str, layout: str = DEFAULT_LAYOUT) -> dict:
-    """component -> the package (or, for Core ML, the compiled model when convert made one)."""
+def package_paths(out: Path, precision: str, components, backend: str, layout: str = DEFAULT_LAYOUT,
+                  optional=()) -> dict:
+    """component -> the package (or, for Core ML, the compiled model when convert made one); the
+    `optional` components only where OUT has them."""
     if precision not in PRECISIONS:
         raise GenerationError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
     paths = {}
-    for component in components:
+    for component in (*components, *optional):
         package = artifacts.package_path(out, precision, component, layout)
         compiled = artifacts.compiled_path(out, precision, component, layout)
         if backend == "coreml" and compiled.is_dir():
             paths[component] = compiled
         elif artifacts.is_package(package):
             paths[component] = package
-        else:
+        elif component not in optional:
             raise GenerationError(f"{out} has no {precision} {component} package: precision {precision} was not "
                                   f"converted there ({artifacts.convert_hint(out, precision)})")
     return paths
@@ -177,8 +179,8 @@ class Packages:
         self.bytes[key] += self._boundary_bytes(model, inputs, out)
         return {name: np.asarray(value, dtype=np.float32) for name, value in out.items()}
 
-    def __call__(self, component: str, **inputs) -> dict[str, np.ndarray]:
-        return self.run(component, inputs)
+    def __call__(self, component: str, state=None, **inputs) -> dict[str, np.ndarray]:
+        return self.run(component, inputs, state=state)
 
     @staticmethod
     def _boundary_bytes(model, inputs: dict, outputs: dict) -> int:

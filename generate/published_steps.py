@@ -3,7 +3,9 @@
 Per generated patch: feat_encoder + enc_to_lm_proj, base_lm_step, residual_lm_step, then the
 sampler's 9 locdit_step calls (13 calls with the published sampler, 12 with voxcpm's). The LM
 steps' KV caches go in and out of every call under the names their declaration gives. The VAE
-and the text embeddings are every layout's (`generate.package_steps`).
+and the text embeddings are every layout's (`generate.package_steps`). A stream decodes with the
+optional streaming decoder package where OUT has it, else windowed with the whole decoder
+(`generate.streaming`, through `PackageSteps.open_stream`).
 """
 from __future__ import annotations
 

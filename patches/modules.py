@@ -5,7 +5,9 @@ the order of its declaration (`contract/`, whose `torch_module` names the class 
 steps come in two forms: functional caches (inputs k0..kN, v0..vN -> outputs, the published
 layout) and stateful caches (registered buffers `k_cache_i` / `v_cache_i`, each [1, kv_heads, L, D]).
 The fast layout's modules live in their own files (`fast_lm.py`: the lm package's two functions,
-`fused_diffusion.py`: the whole sampler) and are listed here, where declarations find them.
+`fused_diffusion.py`: the whole sampler) and are listed here, where declarations find them. The
+streaming VAE decoder (`stream_decoder.StreamingAudioVAEDecoder`) has the same two forms for its
+convolutions' contexts.
 """
 import torch
 from torch import nn
@@ -17,6 +19,7 @@ from .fused_diffusion import FusedDiffusion
 from .kv_cache import inplace_write, scatter_write
 from .lm import cache_shape
 from .rope import rope_tables
+from .stream_decoder import StreamingAudioVAEDecoder  # noqa: F401  (a component module `build` resolves)
 
 FAST_LAYOUT_MODULES = (LMPrefill, LMStep, FusedDiffusion)
 
@@ -138,4 +141,6 @@ def build(spec, model) -> nn.Module:
     kwargs = {"max_context": spec.caches.context} if spec.caches is not None else {}
     if spec.state_caches:
         kwargs["state_caches"] = spec.state_caches
+    if spec.carried is not None:
+        kwargs["stateful"] = spec.carried.stateful
     return cls(model, **kwargs, **spec.options).eval()

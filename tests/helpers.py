@@ -1,4 +1,8 @@
-"""Small comparison helpers for tests."""
+"""Small comparison helpers for tests, and a probe layout for the stateful streaming decoder."""
+import contextlib
+import sys
+import types
+
 import numpy as np
 
 
@@ -23,3 +27,40 @@ def write_stereo_prompt(path, seconds: float, rate: int = 48000):
     right = 0.2 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(t.size)
     sf.write(path, np.stack([left, right], axis=1).astype(np.float32), rate)
     return path
+
+
+PROBE_LAYOUT = "streamprobe"
+
+
+def _probe_module():
+    """A layout module (contract/layout.py's protocol) whose one component is the stateful streaming decoder."""
+    from contract.defaults import MAX_CONTEXT
+    from contract.layout import SPEC_VERSIONS, Layout
+    from contract.sizes import ModelSizes, model_sizes
+    from contract.streaming import NAME, stream_decoder
+
+    def declare(config, max_context=MAX_CONTEXT, float_dtype="fp16"):
+        sizes = config if isinstance(config, ModelSizes) else model_sizes(config)
+        return Layout(PROBE_LAYOUT, "the stateful streaming decoder alone, as a macOS 15 layout lists it",
+                      (stream_decoder(sizes, stateful=True),), max_context=max_context, deployment_target="macOS15",
+                      spec_version=SPEC_VERSIONS["macOS15"]).with_float_dtype(float_dtype)
+
+    module = types.ModuleType(f"contract.{PROBE_LAYOUT}")
+    module.NAME, module.COMPONENTS, module.declare = PROBE_LAYOUT, (NAME,), declare
+    return module
+
+
+@contextlib.contextmanager
+def probe_layout():
+    """Register the probe layout with the contract (LAYOUTS, and the module contract.layout imports)."""
+    import contract.cli
+    import contract.layout
+
+    saved = contract.layout.LAYOUTS, contract.cli.LAYOUTS
+    sys.modules[f"contract.{PROBE_LAYOUT}"] = _probe_module()
+    contract.layout.LAYOUTS = contract.cli.LAYOUTS = saved[0] + (PROBE_LAYOUT,)
+    try:
+        yield PROBE_LAYOUT
+    finally:
+        contract.layout.LAYOUTS, contract.cli.LAYOUTS = saved
+        sys.modules.pop(f"contract.{PROBE_LAYOUT}", None)

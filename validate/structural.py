@@ -10,6 +10,9 @@
 - A package with states (every function of it): every declared state is written
   (`coreml_update_state`), what is written depends on the function's position input and on its
   data inputs, and is not merely the state read back (a dropped write, a baked position).
+- A stream step must carry: its audio depends on every context it is handed (input or state),
+  and every context it hands on (output, or state update) depends on the latent and is not a
+  passthrough of what it was handed.
 """
 from __future__ import annotations
 
@@ -99,8 +102,10 @@ def _check_function(function, spec, precision: str) -> list[dict]:
                         "detail": f"{count} linear/conv weights quantized"})
     if spec.caches is not None:
         results += _cache_checks(function, spec)
-    if spec.states:
+    if spec.state_caches:
         results += _state_checks(function, spec)
+    if spec.carried is not None:
+        results += _carried_checks(function, spec)
     return results
 
 
@@ -120,12 +125,12 @@ def _state_checks(function, spec) -> list[dict]:
         if _reads_back(value, name):
             passthrough.append(name)
     missing = [t.name for t in spec.states if t.name not in written]
-    short = lambda items: "; ".join(items[:4]) + (f" and {len(items) - 4} more" if len(items) > 4 else "")  # noqa
     return [
-        {"check": "every state is written", "passed": not missing, "detail": short(missing)},
-        {"check": "state writes depend on the position and the inputs", "passed": not blind, "detail": short(blind)},
+        {"check": "every state is written", "passed": not missing, "detail": _summary(missing)},
+        {"check": "state writes depend on the position and the inputs", "passed": not blind,
+         "detail": _summary(blind)},
         {"check": "no state write is its own value read back", "passed": not passthrough,
-         "detail": short(passthrough)},
+         "detail": _summary(passthrough)},
     ]
 
 
@@ -134,6 +139,41 @@ def _reads_back(var, state: str) -> bool:
     while var.op is not None and var.op.op_type in PASSTHROUGH_OPS:
         var = var.op.inputs["x"]
     return var.op is not None and var.op.op_type == "read_state" and var.op.inputs["input"].name == state
+
+
+def _summary(items: list[str]) -> str:
+    return "; ".join(items[:4]) + (f" and {len(items) - 4} more" if len(items) > 4 else "")
+
+
+def _state_updates(function) -> dict:
+    """state name -> the value var its (last) coreml_update_state writes."""
+    return {op.inputs["state"].name: op.inputs["value"] for op in function.operations
+            if op.op_type == "coreml_update_state"}
+
+
+def _carried_checks(function, spec) -> list[dict]:
+    deps = input_dependencies(function)
+    latent, names = spec.inputs[0].name, spec.carried.names()
+    audio = next((v for v in function.outputs if v.name == spec.primary_output), None)
+    unread = [n for n in names if audio is None or n not in deps.get(audio.name, frozenset())]
+    if spec.carried.stateful:
+        written = _state_updates(function)
+        handed_on = {n: written.get(n) for n in names}
+    else:
+        outputs = {v.name: v for v in function.outputs}
+        handed_on = {n: outputs.get(spec.carried.output_for(n)) for n in names}
+    missing = [n for n, var in handed_on.items() if var is None]
+    blind = [n for n, var in handed_on.items() if var is not None and latent not in deps.get(var.name, frozenset())]
+    passthrough = [n for n, var in handed_on.items() if var is not None and passthrough_source(var, set(function.inputs))]
+    how = "state update" if spec.carried.stateful else "output"
+    return [
+        {"check": "audio depends on every carried context", "passed": not unread,
+         "detail": _summary([f"{n} is never read" for n in unread])},
+        {"check": f"every context is handed on ({how}) and depends on the latent", "passed": not (missing or blind),
+         "detail": _summary([f"{n} has no {how}" for n in missing] + [f"{n} ignores {latent}" for n in blind])},
+        {"check": "no carried context is a passthrough of its input", "passed": not passthrough,
+         "detail": _summary(passthrough)},
+    ]
 
 
 def _cache_checks(function, spec) -> list[dict]:
