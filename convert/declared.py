@@ -54,8 +54,9 @@ def _context(out, config: dict, layout_name: str) -> tuple[int, str]:
     return MAX_CONTEXT, f"the default ({MAX_CONTEXT}): OUT has no generation config and no LM step package"
 
 
-def package_options(out, layout_name: str) -> dict:
-    """The layout options the first of its packages found in OUT records ({} if none does)."""
+def package_options(out, layout_name: str) -> dict | None:
+    """The layout options the first of its packages found in OUT records ({} if it records none, None if
+    OUT has no package of the layout)."""
     from runtime.package_info import read
 
     for precision in PRECISIONS:
@@ -63,7 +64,7 @@ def package_options(out, layout_name: str) -> dict:
             path = artifacts.package_path(out, precision, component, layout_name)
             if artifacts.is_package(path):
                 return options_from_metadata(read(path).metadata)
-    return {}
+    return None
 
 
 def declared_for(out, model: str | None = None, revision: str | None = None,
@@ -83,12 +84,13 @@ def declared_for(out, model: str | None = None, revision: str | None = None,
         from checkpoint.loading import config_dict
 
         config, where = config_dict(model, revision), f"{model}/config.json"
-    if layout_name != DEFAULT_LAYOUT:
+    if layout_name != DEFAULT_LAYOUT:   # a layout with options records them in its packages
         options = package_options(out, layout_name)
-        if not options:
-            raise DeclarationError(f"{out} has no {layout_name} packages that record their settings: convert them "
+        if options is None:
+            raise DeclarationError(f"{out} has no {layout_name} packages: convert them "
                                    f"(python -m convert --layout {layout_name} --out {out})")
-        layout = declare(config, layout_name, **options)
-        return Declared(layout, f"{where}, options {options} from the packages' metadata", unknown)
+        if options:
+            layout = declare(config, layout_name, **options)
+            return Declared(layout, f"{where}, options {options} from the packages' metadata", unknown)
     context, context_from = _context(out, config, layout_name)
     return Declared(declare(config, layout_name, context), f"{where}, context {context} from {context_from}", unknown)

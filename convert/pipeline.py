@@ -21,6 +21,7 @@ from pathlib import Path
 from contract import artifacts
 from contract.atomic import recover, remove, write_atomically
 from contract.defaults import DEFAULT_LAYOUT, INFERENCE_TIMESTEPS, MAX_CONTEXT, PRECISIONS, PREFILL_CHUNK
+from contract.fast import NAME as FAST
 from contract.layout import Layout, declare, option_metadata
 from contract.memory import peak_rss_mib
 
@@ -50,9 +51,9 @@ class Settings:
 
     def layout_options(self, name: str) -> dict:
         """What `contract.layout.declare` takes for layout `name` besides the checkpoint config."""
-        if name == DEFAULT_LAYOUT:
-            return {"max_context": self.max_context}
-        return {"max_context": self.context, "prefill_chunk": self.prefill_chunk, "timesteps": self.timesteps}
+        if name == FAST:
+            return {"max_context": self.context, "prefill_chunk": self.prefill_chunk, "timesteps": self.timesteps}
+        return {"max_context": self.max_context}
 
     def wants(self, component: str, layout: Layout) -> bool:
         return component in (layout.required if self.components is None else self.components)
