@@ -61,7 +61,7 @@ def counting_packages(layout):
             spec = layout[component] if function is None else layout[component].function(function)
             return self._loaded.setdefault(self.key(component, function), _Stub(spec))
 
-    return CountingPackages({name: Path(name) for name in layout.names}, "mil")
+    return CountingPackages({name: Path(name) for name in layout.required}, "mil")
 
 
 def _steps(layout, packages, config: dict, constants: dict):
@@ -139,7 +139,7 @@ def weights_per_call(out: Path, precision: str, layout) -> dict[str, int]:
     from runtime.mil.loader import read_program
 
     result = {}
-    for spec in layout:
+    for spec in (layout[name] for name in layout.required):   # optional packages are not per-patch work
         program = read_program(artifacts.package_path(out, precision, spec.name, layout.name))
         if spec.functions:
             for function in spec.functions:
@@ -170,9 +170,9 @@ def declared_layout(out: Path, layout: str, precision: str, config: dict):
 
 def conversion(manifest: dict, layout, precision: str) -> dict:
     entries = [manifest.get("artifacts", {}).get(artifacts.artifact_key(precision, c, layout.name)) or {}
-               for c in layout.names]
+               for c in layout.required]
     peaks = [e["peak_rss_mib"] for e in entries if "peak_rss_mib" in e]
-    return {"package_mib": {c: round(e.get("size_bytes", 0) / 2**20, 1) for c, e in zip(layout.names, entries)},
+    return {"package_mib": {c: round(e.get("size_bytes", 0) / 2**20, 1) for c, e in zip(layout.required, entries)},
             "total_mib": round(sum(e.get("size_bytes", 0) for e in entries) / 2**20, 1),
             "convert_seconds": round(sum(e.get("seconds", 0) for e in entries), 1),
             "convert_peak_rss_mib": max(peaks) if peaks else None}
