@@ -140,8 +140,7 @@ def fast_lm(checkpoint: Path, broken: dict, **options):
         for function in spec.functions:
             make = broken.get(function.name)
             module = (make(function, model) if make else build(function, model)).eval()
-            models[function.name] = to_coreml(capture(module, function, examples(function)), function,
-                                              layout.deployment_target)
+            models[function.name] = to_coreml(capture(module, function, examples(function)), function)
         functions = Functions(spec, models)
         describe(functions, spec, "fp16", layout.name, str(checkpoint), "control", option_metadata(layout))
         functions.save(path)
