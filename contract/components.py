@@ -145,6 +145,7 @@ class ComponentSpec:
     functions: tuple["ComponentSpec", ...] = ()  # a multifunction package: its functions (the first is the default)
     options: dict = field(default_factory=dict)  # settings its torch module takes and its package records
     deployment_target: str = "macOS14"         # Core ML states need macOS15
+    int8_fp16_parts: tuple[str, ...] = ()      # parts whose linear weights int8 keeps fp16
 
     def input(self, name: str) -> TensorSpec:
         return next(t for t in self.inputs if t.name == name)

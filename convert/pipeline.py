@@ -262,8 +262,8 @@ def _quantized(source, spec):
     from .quantize import quantize_int8, quantize_model
 
     if spec.functions:
-        return source.map(quantize_model)
-    return quantize_int8(source)
+        return source.map(lambda model: quantize_model(model, spec.int8_fp16_parts))
+    return quantize_int8(source, spec.int8_fp16_parts)
 
 
 def convert_component(context: Context, spec, todo: list[str], layout: Layout) -> None:

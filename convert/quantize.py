@@ -2,7 +2,8 @@
 
 A global OptimizationConfig quantizes every large const, RoPE tables included (TRIALS.md);
 `op_type_configs` limits it to the weights of the ops that dominate the size. Embeddings, norms
-and the RoPE tables stay fp16.
+and the RoPE tables stay fp16, and so do the weights of the parts a declaration lists in
+`int8_fp16_parts` (the fast layout's host-side projections).
 """
 from __future__ import annotations
 
@@ -14,26 +15,53 @@ LARGE_CONST_ELEMENTS = 4096       # report fp16 consts at least this big that st
 DEQUANTIZE_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")
 
 
-def int8_config():
+def int8_config(fp16_ops=()):
+    """Per-channel int8 for every linear/conv weight, except the ops named in `fp16_ops`."""
     import coremltools.optimize.coreml as cto
 
     op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                             weight_threshold=WEIGHT_THRESHOLD)
-    return cto.OptimizationConfig(op_type_configs={op: op_config for op in QUANTIZED_OP_TYPES})
+    return cto.OptimizationConfig(op_type_configs={op: op_config for op in QUANTIZED_OP_TYPES},
+                                  op_name_configs={name: None for name in fp16_ops})
 
 
-def quantize_int8(fp16_package):
+def quantize_int8(fp16_package, fp16_parts: tuple[str, ...] = ()):
     """An int8-weight MLModel from a saved fp16 package (its program is re-read from disk)."""
     import coremltools as ct
-
-    return quantize_model(ct.models.MLModel(str(fp16_package), skip_model_load=True))
-
-
-def quantize_model(mlmodel):
-    """An int8-weight MLModel from an fp16 one (one function: coremltools refuses multifunction models)."""
     import coremltools.optimize.coreml as cto
 
-    return cto.linear_quantize_weights(mlmodel, int8_config())
+    from runtime.mil.loader import read_program
+
+    fp16_ops = ops_reading(read_program(fp16_package), fp16_parts) if fp16_parts else ()
+    return cto.linear_quantize_weights(ct.models.MLModel(str(fp16_package), skip_model_load=True),
+                                       int8_config(fp16_ops))
+
+
+def quantize_model(mlmodel, fp16_parts: tuple[str, ...] = ()):
+    """An int8-weight MLModel from an fp16 one just converted (one function: coremltools refuses
+    multifunction models); the linear weights of the model parts `fp16_parts` stay fp16."""
+    import coremltools.optimize.coreml as cto
+
+    fp16_ops = ops_reading(mlmodel._mil_program, fp16_parts) if fp16_parts else ()
+    return cto.linear_quantize_weights(mlmodel, int8_config(fp16_ops))
+
+
+def ops_reading(program, parts: tuple[str, ...]) -> list[str]:
+    """The linear/conv ops whose weight is a parameter of one of `parts`: torch.export names the weight of
+    part `a.b` `p_a_b_weight`. A part no op reads is a ValueError: a capture that named weights otherwise
+    would quietly quantize them."""
+    ops = [op for function in program.functions.values() for op in function.operations
+           if op.op_type in QUANTIZED_OP_TYPES and op.inputs["weight"].op is not None]
+    names, unread = [], []
+    for part in parts:
+        prefix = f"p_{part.replace('.', '_')}_weight"
+        found = [op.name for op in ops if op.inputs["weight"].op.name.startswith(prefix)]
+        names += found
+        unread += [] if found else [prefix]
+    if unread:
+        raise ValueError(f"no linear/conv op reads a weight named {', '.join(unread)}...: the parts whose weights "
+                         f"int8 keeps fp16 cannot be found")
+    return names
 
 
 def _const_array(op):

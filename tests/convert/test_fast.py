@@ -74,3 +74,20 @@ def test_the_published_layout_is_untouched(tiny_coreml, tiny_both_coreml):
     before, after = _manifest(tiny_coreml), _manifest(tiny_both_coreml)
     published = {k: v["sha256"] for k, v in before.items() if k != "constants"}
     assert published and {k: after[k]["sha256"] for k in published} == published
+
+
+def test_int8_keeps_the_host_projections_fp16_as_the_published_int8_does(tiny_both_coreml):
+    """The published layout runs enc_to_lm_proj, lm_to_dit_proj and res_to_dit_proj on the host in fp32: the
+    fast int8 quantizes the same weights as the published one, every other linear weight of the lm int8."""
+    from contract.fast import HOST_PROJECTIONS
+    from convert.quantize import ops_reading
+    from runtime.mil.loader import read_program
+
+    report = _manifest(tiny_both_coreml)["int8-fast/lm"]["weights"]
+    fp16 = {c["name"] for c in report["fp16_large_consts"]}
+    assert {f"p_{part}_weight_to_fp16" for part in HOST_PROJECTIONS} <= fp16
+    assert not any("_layers_" in name for name in fp16)   # the LMs' and encoder's own weights are int8
+    program = read_program(tiny_both_coreml / "fp16-fast" / "lm.mlpackage")
+    assert len(ops_reading(program, HOST_PROJECTIONS)) == 2 * len(HOST_PROJECTIONS)   # in both functions
+    with pytest.raises(ValueError, match="p_no_such_part_weight"):
+        ops_reading(program, ("no_such_part",))
