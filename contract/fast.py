@@ -1,12 +1,14 @@
 """The fast layout: KV caches as Core ML states, two model calls per generated patch, a chunked prefill.
 
 mlprogram for macOS 15 / iOS 18 (states, the fused scaled_dot_product_attention op, multifunction
-packages) with FP16 compute and fp16 I/O. Four packages:
+packages) with FP16 compute and fp16 I/O. Four packages, and an optional fifth:
 
     lm         one package, two functions sharing its weights and its states (the KV caches of both LMs):
                `prefill` fills the states from a chunk of positions, `step` feeds one generated patch
     diffusion  voxcpm's whole LocDiT sampler (sway-scheduled Euler, CFG-Zero*) in one call
     audio_vae_encoder, audio_vae_decoder   as in the published layout
+    audio_vae_stream_decoder   optional (`convert --stream-decoder`): one patch per call, every causal
+               convolution's context kept in Core ML states (`contract.streaming`, stateful form)
 
 Per generated patch the host calls `diffusion` (noise, mu, previous patch, cfg -> patch) and
 `lm.step` (patch, position -> mu, stop logit): ~8 KB cross the boundary instead of ~17 MB of caches.
@@ -23,9 +25,11 @@ from .defaults import CFG_ZERO_INIT_FRACTION, FAST_CONTEXT, INFERENCE_TIMESTEPS,
 from .layout import SPEC_VERSIONS, Layout
 from .published import vae_decoder, vae_encoder
 from .sizes import ModelSizes, model_sizes
+from .streaming import NAME as STREAM_DECODER, stream_decoder
 
 NAME = "fast"
 COMPONENTS = ("audio_vae_encoder", "audio_vae_decoder", "diffusion", "lm")
+OPTIONAL = (STREAM_DECODER,)         # converted on request (--stream-decoder): its contexts as states
 LM_FUNCTIONS = ("step", "prefill")   # the first is the package's default function
 TARGET = "macOS15"   # states, the fused scaled_dot_product_attention op, multifunction packages
 # The published layout runs these projections on the host in fp32 (OUT/constants), so its int8 never
@@ -138,14 +142,15 @@ def declare(config: "dict | ModelSizes", max_context: int | None = None, float_d
                          f"choose 1..{max_context}")
     if timesteps < 1:
         raise ValueError(f"{timesteps} diffusion timesteps: need at least 1")
-    components = tuple(_for_macos15(c) for c in (vae_encoder(s), vae_decoder(s), _diffusion(s, timesteps),
-                                                 _lm(s, max_context, prefill_chunk)))
-    assert tuple(c.name for c in components) == COMPONENTS
+    # the streaming decoder right after the whole one: both read the VAE decoder, freed after them
+    components = tuple(_for_macos15(c) for c in (vae_encoder(s), vae_decoder(s), stream_decoder(s, stateful=True),
+                                                 _diffusion(s, timesteps), _lm(s, max_context, prefill_chunk)))
+    assert tuple(c.name for c in components if c.name not in OPTIONAL) == COMPONENTS
     return Layout(NAME, "VoxCPM 1.5 for Core ML states: an lm package (prefill, step) and a fused diffusion, "
                         "two calls per generated patch", components, max_context=max_context,
                   deployment_target=TARGET, spec_version=SPEC_VERSIONS[TARGET],
-                  options={"max_context": max_context, "prefill_chunk": prefill_chunk, "timesteps": timesteps}
-                  ).with_float_dtype(float_dtype)
+                  options={"max_context": max_context, "prefill_chunk": prefill_chunk, "timesteps": timesteps},
+                  optional=OPTIONAL).with_float_dtype(float_dtype)
 
 
 def prefill_calls(total: int, chunk: int, context: int, rows: int | None = None) -> list[tuple[int, int]]:

@@ -34,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="rebuild even the artifacts that are up to date")
     cli.add_components(parser)
     parser.add_argument("--stream-decoder", action="store_true",
-                        help="also convert the streaming VAE decoder (audio_vae_stream_decoder: one patch per call, "
-                             "its contexts in and out; exact streaming on macOS 14; not one of the published six)")
+                        help="also convert the streaming VAE decoder (audio_vae_stream_decoder: one patch per call; "
+                             "published: its contexts in and out, macOS 14, not one of the six; fast: its contexts "
+                             "as Core ML states)")
     return parser
 
 

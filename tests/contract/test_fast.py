@@ -4,14 +4,18 @@ import pytest
 from checkpoint.fixture import make_config
 from contract.fast import COMPONENTS, LM_FUNCTIONS, prefill_calls
 from contract.layout import declare, option_metadata, options_from_metadata
+from contract.streaming import NAME as STREAM_DECODER
 
 FULL = make_config(full=True, vocab_size=73448)
 
 
 def test_full_size_declaration():
     layout = declare(FULL, "fast")
-    assert layout.names == COMPONENTS and layout.deployment_target == "macOS15" and layout.spec_version == 9
+    assert layout.required == COMPONENTS and layout.deployment_target == "macOS15" and layout.spec_version == 9
     assert layout.max_context == 2048 and layout.options == {"max_context": 2048, "prefill_chunk": 64, "timesteps": 10}
+    stream = layout[STREAM_DECODER]   # optional: the streaming decoder, its 22 contexts as states
+    assert layout.optional == (STREAM_DECODER,) and len(stream.states) == 22 and not stream.inputs[1:]
+    assert {c.deployment_target for c in layout} == {"macOS15"}
     lm = layout["lm"]
     assert [f.name for f in lm.functions] == list(LM_FUNCTIONS) == ["step", "prefill"]
     states = lm.states

@@ -4,11 +4,16 @@ fp32 reference builds of both layouts (the interpreter in fp32 mode) agree withi
 (1e-3) — the fast layout's states are fp16 even in its fp32 build (Core ML's only state type), which
 is what separates them; the fp16 builds, both held to the reference within the published layout's own
 fp16 tolerance; the stop head ends both layouts' runs at the same patch. The fast run makes two model
-calls per generated patch and prefills by chunks.
+calls per generated patch and prefills by chunks. `Synthesizer.stream` on the fast layout decodes with
+its optional stateful streaming decoder, equal to the whole-utterance decode.
 """
+import shutil
+
+import numpy as np
 import pytest
 
 from generate import Synthesizer
+from tests.conftest import TEST_PREFILL_CHUNK, convert_checkpoint
 
 from .conftest import PROMPT_TEXT, rel_l2, shared_noise
 from .test_parity import COREML_TOLERANCE, FP16_WEIGHTS_TOLERANCE
@@ -60,3 +65,29 @@ def test_the_stop_head_ends_both_layouts_at_the_same_patch(request, tiny_both_co
     assert fast.latents.shape == published.latents.shape
     assert fast.latents.shape[0] < fast.stats["max_len"]          # the stop head, not the length limit
     assert rel_l2(fast.latents, published.latents) <= FP16_WEIGHTS_TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def fast_stream_out(never_both_fp32, tiny_never_stop_dir, tmp_path_factory):
+    """A copy of `never_both_fp32` with the fast layout's optional streaming decoder (`--stream-decoder`: its
+    contexts as Core ML states) added in fp32."""
+    out = tmp_path_factory.mktemp("fast_stream") / "out"
+    shutil.copytree(never_both_fp32, out)
+    return convert_checkpoint(tiny_never_stop_dir, out, "fp32", "--layout", "fast", "--prefill-chunk",
+                              str(TEST_PREFILL_CHUNK), "--stream-decoder")
+
+
+def test_stream_on_the_fast_layout_equals_its_whole_utterance_decode(fast_stream_out):
+    """The fp32 build in the interpreter's fp32 mode, the same noise: the stream's chunks joined are
+    generate()'s audio (the whole decoder windowed) within 1e-5, one stateful decoder call per patch."""
+    synth = Synthesizer(fast_stream_out, precision="fp32", backend="mil", compute="fp32", layout="fast")
+    case = CASES["english"]
+    whole = synth.generate(noise=shared_noise(1)[1], retry_badcase=False, **case)
+    stream = synth.stream(noise=shared_noise(1)[1], chunk_patches=2, **case)
+    chunks = list(stream)
+    error = rel_l2(np.concatenate(chunks), whole.audio)
+    print(f"\nfast layout, stateful streaming decoder: streamed vs whole {error:.2e}")
+    assert error <= 1e-5 and stream.stats["patches"] == whole.latents.shape[0] == case["max_len"]
+    info = stream.stats["stream"]
+    assert info["decoder"] == "stream (states)" and info["decoder_calls_per_patch"] == 1.0
+    assert info["chunks"] == len(chunks) == case["max_len"] // 2
