@@ -28,9 +28,10 @@ def random_tensors(base: Path, lora_config, strength: float, seed: int) -> dict:
     """{parameter name: tensor} for every lora_A / lora_B voxcpm gives a model of `base` with `lora_config`."""
     import torch
 
+    from .loading import resolve_source
     from .lora import weightless_model
 
-    model = weightless_model(base, lora_config)
+    model = weightless_model(resolve_source(base), lora_config)
     gen = torch.Generator().manual_seed(seed)
     scale = lora_config.alpha / lora_config.r
     sigma = strength * math.sqrt(3.0) / (scale * math.sqrt(lora_config.r))  # Var(s·B·A) = s² r σ² / (3 in)
@@ -68,8 +69,10 @@ def build_adapter(base: Path, out: Path, r: int = 64, alpha: int = 32, lm: bool 
     return out / (CKPT if ckpt else WEIGHTS)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m checkpoint.adapter_fixture", description=__doc__.split("\n\n")[0])
+def _parse(argv) -> argparse.Namespace:
+    from contract.cli import OneLineParser
+
+    parser = OneLineParser(prog="python -m checkpoint.adapter_fixture", description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, help="the base checkpoint directory")
     parser.add_argument("--out", required=True, help="where to write the adapter")
     parser.add_argument("--r", type=int, default=64)
@@ -80,23 +83,24 @@ def main(argv=None) -> int:
     parser.add_argument("--strength", type=float, default=0.1, help="how far each layer moves (rel-L2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ckpt", action="store_true", help="lora_weights.ckpt instead of .safetensors")
-    args = parser.parse_args(argv)
-    from .loading import CheckpointError
+    return parser.parse_args(argv)
 
+
+def _write(args) -> int:
     start = time.time()
-    try:
-        path = build_adapter(Path(args.base), Path(args.out), args.r, args.alpha, not args.no_lm, not args.no_dit,
-                             args.proj, args.strength, args.seed, args.ckpt)
-    except OSError as exc:
-        print(f"error: cannot write the adapter to {args.out}: {exc.strerror or exc}; choose another --out",
-              file=sys.stderr)
-        return 2
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    path = build_adapter(Path(args.base), Path(args.out), args.r, args.alpha, not args.no_lm, not args.no_dit,
+                         args.proj, args.strength, args.seed, args.ckpt)
     print(f"adapter: {path} ({path.stat().st_size / 2**20:.1f} MiB, r={args.r}, alpha={args.alpha}) and "
           f"{Path(args.out) / TRAIN_YAML} in {time.time() - start:.1f} s")
     return 0
+
+
+def main(argv=None) -> int:
+    from contract.cli import run
+
+    from .loading import CheckpointError
+
+    return run(argv, _parse, _write, expected=(CheckpointError,), cannot_write="choose another --out")
 
 
 if __name__ == "__main__":

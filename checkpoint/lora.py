@@ -1,4 +1,4 @@
-"""A LoRA adapter as voxcpm's fine-tuning script writes it: found, read, checked against the base, merged or loaded live.
+"""A LoRA adapter as voxcpm's fine-tuning script writes it: found, read, checked against the base, merged or live.
 
 The script saves `lora_weights.safetensors` (or `lora_weights.ckpt`, {"state_dict": ...}) in a
 step folder: `<module>.lora_A` [r, in] and `<module>.lora_B` [out, r] for every Linear that

@@ -136,7 +136,8 @@ def infer_config(ranks: dict[str, int]) -> LoRASettings:
     """Settings from the adapted modules (module path -> rank): r, the switches and the target names;
     alpha is voxcpm's default, which the weights cannot tell."""
     parts = {module: part_of(module) for module in ranks}
-    names = {part: sorted({m.rsplit(".", 1)[-1] for m, p in parts.items() if p == part}) for part in ("lm", "dit", "proj")}
+    names = {part: sorted({m.rsplit(".", 1)[-1] for m, p in parts.items() if p == part})
+             for part in ("lm", "dit", "proj")}
     defaults = lora_config_class()()
     config = defaults.model_copy(update={
         "r": next(iter(ranks.values())),

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from convert.cli import main
-from convert.hashing import tree_sha256
+from tests.helpers import program_and_weights
 
 from .conftest import run_convert
 from .test_errors import _assert_one_line_error
@@ -81,22 +81,12 @@ def _merged_checkpoint(tiny_dir, tiny_adapter, target: Path) -> Path:
     return target
 
 
-def _program_and_weights(package: Path) -> tuple[str, str]:
-    """(the ML program without metadata, weight.bin's sha256)."""
-    import coremltools as ct
-
-    spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
-    spec.description.ClearField("metadata")
-    weights = next(package.rglob("weight.bin"))
-    return spec.mlProgram.SerializeToString(deterministic=True).hex(), tree_sha256(weights)
-
-
 def test_artifacts_are_a_plain_conversion_of_the_merged_model(tiny_dir, tiny_adapter, tmp_path, capsys):
     merged = _merged_checkpoint(tiny_dir, tiny_adapter, tmp_path / "merged")
     _convert(capsys, merged, tmp_path / "plain", *ONE)
     _convert(capsys, tiny_dir, tmp_path / "lora", *ONE, *_lora(tiny_adapter))
     package = Path("fp16") / "locdit_step.mlpackage"
-    assert _program_and_weights(tmp_path / "plain" / package) == _program_and_weights(tmp_path / "lora" / package)
+    assert program_and_weights(tmp_path / "plain" / package) == program_and_weights(tmp_path / "lora" / package)
     for name in ("enc_to_lm_proj_w", "lm_to_dit_proj_b", "res_to_dit_proj_w", "embed_tokens"):
         assert np.array_equal(np.load(tmp_path / "plain" / "constants" / f"{name}.npy"),
                               np.load(tmp_path / "lora" / "constants" / f"{name}.npy")), name
