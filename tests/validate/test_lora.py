@@ -100,3 +100,17 @@ def test_merge_without_projections_fails(tiny_never_stop_dir, never_stop_adapter
         capsys.readouterr().err
     assert _failing(report) == set()
     assert _failing_checks(report) == PROJECTION_CHECKS
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--lora", "nowhere"], "LoRA adapter nowhere does not exist"),
+    (["--lora-config", "train.yaml"], "--lora-config needs --lora"),
+], ids=["no-adapter", "config-alone"])
+def test_bad_adapter_is_one_line(tiny_never_stop_dir, lora_out, tmp_path, capsys, args, words):
+    from validate.cli import main
+
+    status = main(["--model", str(tiny_never_stop_dir), "--out", str(lora_out), "--report-dir", str(tmp_path),
+                   *FAST, *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and err[0].startswith("error: ") and words in err[0]
+    assert not (tmp_path / "report.json").exists()
