@@ -199,7 +199,7 @@ def failure_message(rows: list[dict], structural: list[dict], checks: list[dict]
     return "; ".join(parts)
 
 
-def _end_to_end(settings: Settings, target: Target, adapter) -> dict:
+def _end_to_end(settings: Settings, target: Target, adapter=None) -> dict:
     from contract import artifacts
 
     from .e2e import run_e2e
