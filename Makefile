@@ -26,10 +26,10 @@ help:
 	@echo "make convert    MODEL=<base> LORA=<adapter folder or file> [LORA_CONFIG=<training yaml or json>]   (merged in fp32)"
 	@echo "make validate   MODEL=... PRECISION=fp16|int8|all OUT=... [LORA=... LORA_CONFIG=...]"
 	@echo "make validate   ... VALIDATE_FLAGS='--no-e2e' (skip the ASR check), '--e2e-max-len 40', '--localize'; ASR_MODEL=<whisper .pt>"
-	@echo "make generate   TEXT=\"...\" WAV=out.wav [PROMPT=p.wav PROMPT_TEXT=\"...\" PRECISION=int8 OUT=... SEED= CFG=2.0 TIMESTEPS=10 STATS=s.json]"
+	@echo "make generate   TEXT=\"...\" WAV=out.wav [PROMPT=p.wav PROMPT_TEXT=\"...\" PRECISION=int8 OUT=... SEED= CFG=2.0 TIMESTEPS=10 STATS=s.json STREAM=1]"
 	@echo "make demo       offline: tiny checkpoint -> convert -> validate -> wav (build/demo)"
 	@echo "make check      MODEL=...: load a checkpoint strictly and describe it"
-	@echo "make bench      long measurements (not part of make test)"
+	@echo "make bench      long measurements (not part of make test): decoder step, then MODEL's components in OUT"
 
 setup: $(STAMP)
 
@@ -63,13 +63,17 @@ generate: setup
 	$(PY) -m generate --out "$(OUT)" --precision $(if $(filter all,$(PRECISION)),int8,$(PRECISION)) \
 		--text "$(TEXT)" --wav "$(WAV)" $(if $(PROMPT),--prompt "$(PROMPT)") \
 		$(if $(PROMPT_TEXT),--prompt-text "$(PROMPT_TEXT)") $(if $(SEED),--seed $(SEED)) \
-		$(if $(CFG),--cfg $(CFG)) $(if $(TIMESTEPS),--timesteps $(TIMESTEPS)) $(if $(STATS),--stats "$(STATS)")
+		$(if $(CFG),--cfg $(CFG)) $(if $(TIMESTEPS),--timesteps $(TIMESTEPS)) $(if $(STATS),--stats "$(STATS)") \
+		$(if $(STREAM),--stream)
 
 demo: setup
 	$(PY) -m demo --out build/demo
 
 bench: setup
-	$(PY) -m bench
+	$(PY) -m bench --model $(MODEL) --packages $(OUT)
+	@if [ -f "$(OUT)/manifest.json" ]; then \
+		$(PY) -m bench.streaming --out "$(OUT)" --precision $(if $(filter all,$(PRECISION)),int8,$(PRECISION)); \
+	else echo "note: time to first audio not measured: $(OUT) has no converted packages (make convert)"; fi
 
 clean:
 	rm -rf build

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .defaults import DEFAULT_LAYOUT
+from .defaults import DEFAULT_LAYOUT, PROMPT_CONTEXT_PATCHES
 from .sizes import VOXCPM15_DECODER_RATES, VOXCPM15_ENCODER_RATES
 
 CONSTANTS, CONSTANTS_BIN = "constants", "constants_bin"
@@ -117,6 +117,12 @@ def read_generation_config(out) -> dict:
 def max_context(config: dict) -> int:
     """The positions the converted LM steps hold (the generation config's `max_context`)."""
     return int(config["max_context"])
+
+
+def prompt_context_patches(config: dict) -> int:
+    """Prompt patches decoded before the generated ones; configs written before it was recorded get
+    the default."""
+    return int(config.get("prompt_context_patches", PROMPT_CONTEXT_PATCHES))
 
 
 def vae_rates(config: dict) -> tuple[list[int], list[int]]:

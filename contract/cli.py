@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from .defaults import DEFAULT_LAYOUT, DEFAULT_MODEL, DEFAULT_OUT
-from .layout import LAYOUTS, component_names
+from .layout import LAYOUTS, all_names, component_names
 
 PRECISION_CHOICES = {"fp16": ("fp16",), "int8": ("int8",), "all": ("fp16", "int8"), "fp32": ("fp32",)}
 
@@ -99,10 +99,12 @@ def precisions(text: str, allowed=tuple(PRECISION_CHOICES)) -> tuple[str, ...]:
     return PRECISION_CHOICES[text]
 
 
-def components(text: str | None, layout: str = DEFAULT_LAYOUT) -> tuple[str, ...]:
-    """A comma-separated subset of the layout's components (None: all of them)."""
-    names = component_names(layout)
-    chosen = tuple(c.strip() for c in (text or ",".join(names)).split(",") if c.strip())
+def components(text: str | None, layout: str = DEFAULT_LAYOUT, optional: bool = False) -> tuple[str, ...]:
+    """A comma-separated subset of the layout's components (optional ones included); None: the ones a
+    conversion builds by default, and with `optional` the optional ones too."""
+    names = all_names(layout)
+    default = names if optional else component_names(layout)
+    chosen = tuple(c.strip() for c in (text or ",".join(default)).split(",") if c.strip())
     unknown = [c for c in chosen if c not in names]
     if unknown or not chosen:
         raise UsageError(f"unknown component {','.join(unknown) or '(none given)'}: choose from {','.join(names)}")
@@ -110,7 +112,7 @@ def components(text: str | None, layout: str = DEFAULT_LAYOUT) -> tuple[str, ...
 
 
 def add_components(parser: argparse.ArgumentParser, default_help: str = "all") -> None:
-    names = ",".join(component_names(DEFAULT_LAYOUT))
+    names = ",".join(all_names(DEFAULT_LAYOUT))
     parser.add_argument("--components", default=None,
                         help=f"comma-separated subset of {names} (default {default_help})")
 
@@ -120,7 +122,8 @@ def run(argv, parse, work, expected: tuple = (), interrupted: str = "interrupted
     """parse(argv) -> settings, then work(settings) -> exit status; every expected failure is one line.
 
     `expected`: exception types whose message is the one line; `cannot_write`: the fix to print after
-    an OSError while writing (else OSErrors are not expected); `interrupted`: what Ctrl-C kept.
+    an OSError while writing (else OSErrors are not expected); `interrupted`: what Ctrl-C kept (a
+    string, or a function that says it once the work has stopped).
     Known-harmless third-party noise is hidden unless -v/--verbose is given (contract.quiet)."""
     from . import quiet
 
@@ -142,7 +145,7 @@ def run(argv, parse, work, expected: tuple = (), interrupted: str = "interrupted
         error = f"cannot write{where} ({exc.strerror or exc}): {cannot_write}"
     except KeyboardInterrupt:
         quiet.report()
-        print(f"error: {interrupted}", file=sys.stderr)
+        print(f"error: {interrupted() if callable(interrupted) else interrupted}", file=sys.stderr)
         return 130
     else:
         quiet.report()

@@ -7,10 +7,11 @@ packages that own them (`patches.modules`, `validate.references`, `validate.case
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
-STATELESS, LM_STEP = "stateless", "lm_step"
-KINDS = (STATELESS, LM_STEP)
+STATELESS, LM_STEP, STREAM_STEP = "stateless", "lm_step", "stream_step"
+KINDS = (STATELESS, LM_STEP, STREAM_STEP)
 CACHE_KINDS = ("k", "v")
 
 
@@ -79,11 +80,37 @@ class CacheSpec:
 
 
 @dataclass(frozen=True)
+class CarriedSpec:
+    """What a stream step carries from one call to the next (the streaming decoder: every causal
+    convolution's left context), as model inputs `{name}` and outputs `out_{name}` (macOS 14), or
+    as Core ML states `{name}` kept inside the model between calls (`stateful`, macOS 15).
+    Zeros start a fresh stream."""
+
+    tensors: tuple[TensorSpec, ...]     # under their input (or state) names
+    stateful: bool = False
+    output_prefix: str = "out_"
+
+    def names(self) -> list[str]:
+        return [t.name for t in self.tensors]
+
+    def output_for(self, name: str) -> str:
+        """The output that carries input `name` to the next call (explicit form)."""
+        return self.output_prefix + name
+
+    def output_names(self) -> list[str]:
+        return [self.output_for(n) for n in self.names()]
+
+    def elements(self) -> int:
+        """Values carried per call, all tensors together."""
+        return sum(math.prod(t.shape) for t in self.tensors)
+
+
+@dataclass(frozen=True)
 class ComponentSpec:
     """One converted component of a layout: everything convert, validate and generate need to know."""
 
     name: str
-    kind: str                                  # "stateless" or "lm_step"
+    kind: str                                  # "stateless", "lm_step" or "stream_step"
     description: str                           # the package's short description
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
@@ -92,6 +119,7 @@ class ComponentSpec:
     parts: tuple[str, ...]                     # the VoxCPMModel parts it reads (dotted paths; an LM step's first
                                                # is its LM)
     caches: CacheSpec | None = None            # LM steps: caches in and out
+    carried: CarriedSpec | None = None         # stream steps: what one call hands the next (I/O or states)
     embed_input: str | None = None             # LM steps: the embedding of the position
     position_input: str | None = None          # LM steps: the int32 position input
     fp32_inputs: frozenset = frozenset()       # ops computed only from these inputs stay fp32 (see convert)
@@ -99,6 +127,12 @@ class ComponentSpec:
     cases: str = ""                            # validate.cases builder of its inputs (stateless; default:
                                                # random inputs at the declared shapes)
     notes: str = ""
+    deployment_target: str = "macOS14"         # Core ML states need macOS15
+
+    @property
+    def states(self) -> tuple[TensorSpec, ...]:
+        """The Core ML states of the package (empty unless it carries them as states)."""
+        return self.carried.tensors if self.carried is not None and self.carried.stateful else ()
 
     def input(self, name: str) -> TensorSpec:
         return next(t for t in self.inputs if t.name == name)
@@ -118,9 +152,14 @@ class ComponentSpec:
         """The same component with every fp16 tensor declared `dtype` (the FP32 reference build)."""
         retype = lambda specs: tuple(replace(t, dtype=dtype) if t.dtype == "fp16" else t for t in specs)  # noqa: E731
         caches = replace(self.caches, dtype=dtype) if self.caches and self.caches.dtype == "fp16" else self.caches
-        return replace(self, inputs=retype(self.inputs), outputs=retype(self.outputs), caches=caches)
+        # Core ML states can only be fp16 ("State only support fp16 dtype", coremltools 9): they stay fp16
+        stays = self.carried is None or self.carried.stateful
+        carried = self.carried if stays else replace(self.carried, tensors=retype(self.carried.tensors))
+        return replace(self, inputs=retype(self.inputs), outputs=retype(self.outputs), caches=caches,
+                       carried=carried)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "description": self.description,
                 "inputs": [t.as_dict() for t in self.inputs], "outputs": [t.as_dict() for t in self.outputs],
-                "notes": self.notes}
+                **({"states": [t.as_dict() for t in self.states]} if self.states else {}),
+                "deployment_target": self.deployment_target, "notes": self.notes}

@@ -25,6 +25,8 @@ MAX_LENGTH_RATIO = 6.0             # max_len = text tokens * 6 + 10 ...
 MAX_LENGTH_OFFSET = 10
 RETRY_MAX = 3                      # retry_badcase tries
 PROMPT_CONTEXT_PATCHES = 2         # the last prompt patches decoded before the generated ones, then cut
+STREAM_CONTEXT_PATCHES = 2         # streaming with the whole decoder: voxcpm's generate_streaming decodes the
+                                   # new patch with the 2 before it (streaming_prefix_len 3) and keeps its 7056 samples
 
 # ---------------------------------------------------------------------------- what the commands default to
 DEFAULT_MODEL = "openbmb/VoxCPM1.5"

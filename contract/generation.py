@@ -29,6 +29,7 @@ def generation_config(config: dict, max_context: int = d.MAX_CONTEXT, tokenizer_
         "max_context": max_context, "sample_rate": s.sample_rate, "hop_length": s.hop, "patch_size": s.patch_size,
         "token_rate": s.sample_rate / (s.hop * s.patch_size),
         "vae_encoder_rates": list(s.encoder_rates), "vae_decoder_rates": list(s.decoder_rates),
+        "vae_decoder_dim": s.decoder_dim,
         "cfg_value": d.CFG_VALUE, "inference_timesteps": d.INFERENCE_TIMESTEPS,
         "sway_sampling_coef": d.SWAY_SAMPLING_COEF, "cfg_zero_star": True,
         "cfg_zero_init_fraction": d.CFG_ZERO_INIT_FRACTION,

@@ -3,6 +3,8 @@
 A new layout is one new module beside `contract/published.py` with `NAME`, `COMPONENTS` and
 `declare(config, max_context, float_dtype) -> Layout`, listed in `LAYOUTS`: conversion, the spec
 check and validation then follow the declaration; the generator needs one steps implementation.
+A layout may also declare OPTIONAL components: converted only on request (`--components`), checked
+and validated where converted, used by the generator where present.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from .components import ComponentSpec
 LAYOUTS = ("published",)
 FLOAT_DTYPES = ("fp16", "fp32")    # fp16: the shipped interface; fp32: the reference build
 MACOS14_SPEC_VERSION = 8
+SPEC_VERSIONS = {"macOS14": MACOS14_SPEC_VERSION, "macOS15": 9}   # Core ML spec version of each deployment target
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class Layout:
     max_context: int
     deployment_target: str = "macOS14"
     spec_version: int = MACOS14_SPEC_VERSION
+    optional: tuple[str, ...] = ()          # components converted only on request (the rest by default)
 
     def __getitem__(self, component: str) -> ComponentSpec:
         for spec in self.components:
@@ -40,6 +44,11 @@ class Layout:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(spec.name for spec in self.components)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The components every conversion builds and every generator needs."""
+        return tuple(name for name in self.names if name not in self.optional)
 
     def of_kind(self, kind: str) -> tuple[ComponentSpec, ...]:
         return tuple(spec for spec in self.components if spec.kind == kind)
@@ -63,8 +72,22 @@ def _module(name: str):
 
 
 def component_names(name: str = "published") -> tuple[str, ...]:
-    """The components of layout `name`, in conversion order (no config needed)."""
+    """The components of layout `name` a conversion builds by default, in conversion order (no config needed)."""
     return tuple(_module(name).COMPONENTS)
+
+
+def optional_names(name: str = "published") -> tuple[str, ...]:
+    """The components of layout `name` converted only on request."""
+    return tuple(getattr(_module(name), "OPTIONAL", ()))
+
+
+def all_names(name: str = "published") -> tuple[str, ...]:
+    return component_names(name) + optional_names(name)
+
+
+def spec_version_of(spec) -> int:
+    """The Core ML spec version a component's package has (its deployment target's)."""
+    return SPEC_VERSIONS[spec.deployment_target]
 
 
 def declare(config, name: str = "published", max_context: int | None = None,

@@ -3,7 +3,9 @@
 mlprogram for macOS 14 with FP16 compute and fp16 I/O, an int32 `position`, the LM steps' KV caches
 passed in and out as tensors, a 512-position context, a VAE decoder of 4..2000 frames. Components
 are listed in conversion order: smallest first, the base LM last, so that each part of the model
-is freed as soon as no later component reads it.
+is freed as soon as no later component reads it. One optional component, not part of the published
+six and built only on request (`python -m convert --stream-decoder`): the streaming VAE decoder with
+its contexts in and out (`contract.streaming`), for exact, overlap-free streaming on macOS 14.
 
     from contract.published import declare
     layout = declare(json.load(open("config.json")))
@@ -15,10 +17,13 @@ from .components import LM_STEP, STATELESS, CacheSpec, ComponentSpec, TensorSpec
 from .defaults import CFG_BRANCHES, DECODER_FRAMES, MAX_CONTEXT, VAE_ENCODER_SECONDS
 from .layout import Layout
 from .sizes import ModelSizes, model_sizes
+from .streaming import NAME as STREAM_DECODER
+from .streaming import stream_decoder
 
 NAME = "published"
 COMPONENTS = ("audio_vae_encoder", "audio_vae_decoder", "feat_encoder", "locdit_step", "residual_lm_step",
               "base_lm_step")
+OPTIONAL = (STREAM_DECODER,)
 
 
 def _vae_encoder(s: ModelSizes) -> ComponentSpec:
@@ -113,8 +118,9 @@ def declare(config: "dict | ModelSizes", max_context: int = MAX_CONTEXT, float_d
     `float_dtype="fp32"` describes the FP32 reference build (`--precision fp32`): every float input
     and output is fp32; names, shapes and ranges are the published (fp16) interface's."""
     s = config if isinstance(config, ModelSizes) else model_sizes(config)
-    components = (_vae_encoder(s), _vae_decoder(s), _feat_encoder(s), _locdit(s), _residual_lm(s, max_context),
-                  _base_lm(s, max_context))
-    assert tuple(c.name for c in components) == COMPONENTS
+    # the streaming decoder right after the whole one: both read the VAE decoder, freed after them
+    components = (_vae_encoder(s), _vae_decoder(s), stream_decoder(s, stateful=False), _feat_encoder(s), _locdit(s),
+                  _residual_lm(s, max_context), _base_lm(s, max_context))
+    assert tuple(c.name for c in components if c.name not in OPTIONAL) == COMPONENTS
     return Layout(NAME, "the published VoxCPM 1.5 Core ML models: six packages, KV caches as model I/O",
-                  components, max_context=max_context).with_float_dtype(float_dtype)
+                  components, max_context=max_context, optional=OPTIONAL).with_float_dtype(float_dtype)

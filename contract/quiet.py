@@ -29,7 +29,7 @@ HARMLESS = (
      "the traced graphs' int64 constants are shapes, axes and indices, all far below 2**31"),
     (r"^Tuple detected at graph output\. This will be flattened",
      "'Tuple detected at graph output' warnings",
-     "the LM steps return several tensors by design; each is named in the declaration"),
+     "the LM steps and the streaming decoder return several tensors by design; each is named in the declaration"),
 )
 _COREMLTOOLS_LOGGER = "coremltools"
 _hidden: Counter = Counter()

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 # voxcpm's 44.1 kHz AudioVAE (VoxCPM 1.5): used when a config has no audio_vae_config
 VOXCPM15_ENCODER_RATES = (2, 3, 6, 7, 7)
 VOXCPM15_DECODER_RATES = (7, 7, 6, 3, 2)
+VOXCPM15_DECODER_DIM = 2048
+# voxcpm's causal AudioVAE blocks (modules/audiovae/audio_vae.py): the first and last convolutions
+# have 7 taps, every residual unit a 7-tap convolution at dilation 1, 3 and 9 (then a 1-tap one)
+VAE_KERNEL = 7
+VAE_RESIDUAL_DILATIONS = (1, 3, 9)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class ModelSizes:
     latent_dim: int
     encoder_rates: tuple[int, ...]
     decoder_rates: tuple[int, ...]
+    decoder_dim: int               # the AudioVAE decoder's width before its first upsampling block
     sample_rate: int
     vocab_size: int
     max_position_embeddings: int
@@ -56,7 +62,8 @@ def model_sizes(config: dict) -> ModelSizes:
         latent_dim=vae.get("latent_dim", 64),
         encoder_rates=tuple(vae.get("encoder_rates", VOXCPM15_ENCODER_RATES)),
         decoder_rates=tuple(vae.get("decoder_rates", VOXCPM15_DECODER_RATES)),
-        sample_rate=vae.get("sample_rate", 44100), vocab_size=lm["vocab_size"],
+        decoder_dim=vae.get("decoder_dim", VOXCPM15_DECODER_DIM), sample_rate=vae.get("sample_rate", 44100),
+        vocab_size=lm["vocab_size"],
         max_position_embeddings=lm.get("max_position_embeddings", 32768))
 
 
@@ -72,5 +79,6 @@ def sizes_from_generation_config(config: dict) -> ModelSizes:
         patch_size=config["patch_size"], latent_dim=config["latent_dim"],
         encoder_rates=tuple(config.get("vae_encoder_rates") or VOXCPM15_ENCODER_RATES),
         decoder_rates=tuple(config.get("vae_decoder_rates") or VOXCPM15_DECODER_RATES),
-        sample_rate=config["sample_rate"], vocab_size=config["vocab_size"],
+        decoder_dim=config.get("vae_decoder_dim", VOXCPM15_DECODER_DIM), sample_rate=config["sample_rate"],
+        vocab_size=config["vocab_size"],
         max_position_embeddings=config.get("max_position_embeddings", 32768))

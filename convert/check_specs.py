@@ -15,7 +15,7 @@ from pathlib import Path
 from contract import artifacts, cli
 from contract.components import ComponentSpec, TensorSpec
 from contract.defaults import DEFAULT_LAYOUT, DEFAULT_OUT, PRECISIONS
-from contract.layout import MACOS14_SPEC_VERSION, component_names
+from contract.layout import MACOS14_SPEC_VERSION, all_names, spec_version_of
 
 from .declared import DeclarationError, declared_for
 
@@ -76,9 +76,11 @@ def _order_summary(actual: list[dict]) -> str:
 
 
 def compare(actual: dict, spec: ComponentSpec, notes: list[str] | None = None,
-            spec_version: int = MACOS14_SPEC_VERSION) -> list[str]:
-    """Every difference between a package's spec interface and the declaration (empty: match)."""
+            spec_version: int | None = None) -> list[str]:
+    """Every difference between a package's spec interface and the declaration (empty: match); the
+    spec version is the component's deployment target's unless given."""
     notes = [] if notes is None else notes
+    spec_version = spec_version_of(spec) if spec_version is None else spec_version
     problems = []
     if actual["model_type"] != "mlProgram":
         problems.append(f"model type {actual['model_type']} is not mlProgram")
@@ -88,6 +90,7 @@ def compare(actual: dict, spec: ComponentSpec, notes: list[str] | None = None,
     # a flexible-shaped output may declare no shape in the spec; names and dtypes must still match
     outputs_flexible = any(t.flexible for t in spec.outputs)
     problems += _compare_tensors("output", spec.outputs, actual["outputs"], not outputs_flexible, notes)
+    problems += _compare_tensors("state", spec.states, actual.get("states", []), True, notes)
     return problems
 
 
@@ -98,10 +101,10 @@ def check_out(out, model: str | None = None, revision: str | None = None,
     rows = []
     for precision in PRECISIONS:
         layout = declared.layout.for_precision(precision)
-        for name in artifacts.converted(out, precision, component_names(layout_name), layout_name):
+        for name in artifacts.converted(out, precision, all_names(layout_name), layout_name):
             notes: list[str] = []
             problems = compare(spec_interface(artifacts.package_path(out, precision, name, layout_name)),
-                               layout[name], notes, layout.spec_version)
+                               layout[name], notes)
             rows.append({"component": name, "precision": precision, "problems": problems, "notes": notes})
     return rows
 
@@ -140,11 +143,11 @@ def main(argv=None) -> int:
         print(f"interface declared from {declared.source}")
         for line in declared.unknown:
             print(f"note: {line}")
-        print(f"{'component':<18} {'precision':<9} {'spec':<6} interface")
+        print(f"{'component':<24} {'precision':<9} {'spec':<6} interface")
         for row in rows:
             status = "OK" if not row["problems"] else "DIFF"
             spec = declared.layout.for_precision(row["precision"])[row["component"]]
-            print(f"{row['component']:<18} {row['precision']:<9} {status:<6} {_summary(spec)}")
+            print(f"{row['component']:<24} {row['precision']:<9} {status:<6} {_summary(spec)}")
             for problem in row["problems"]:
                 print(f"    - {problem}")
             for note in row["notes"]:

@@ -24,7 +24,22 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_layout(parser)
     parser.add_argument("--force", action="store_true", help="rebuild even the artifacts that are up to date")
     cli.add_components(parser)
+    parser.add_argument("--stream-decoder", action="store_true",
+                        help="also convert the streaming VAE decoder (audio_vae_stream_decoder: one patch per call, "
+                             "its contexts in and out; exact streaming on macOS 14; not one of the published six)")
     return parser
+
+
+def _components(args, layout: str) -> tuple[str, ...]:
+    from contract.layout import all_names
+    from contract.streaming import NAME as STREAM_DECODER
+
+    chosen = cli.components(args.components, layout)
+    if not args.stream_decoder or STREAM_DECODER in chosen:
+        return chosen
+    if STREAM_DECODER not in all_names(layout):
+        raise cli.UsageError(f"the {layout} layout has no streaming decoder: leave out --stream-decoder")
+    return chosen + (STREAM_DECODER,)
 
 
 def parse_settings(argv):
@@ -34,7 +49,7 @@ def parse_settings(argv):
     (layout,) = cli.layouts(args.layout)
     adapter, adapter_config = cli.lora(args)
     return Settings(model=args.model, out=Path(args.out), precisions=cli.precisions(args.precision),
-                    components=cli.components(args.components, layout), revision=args.revision, force=args.force,
+                    components=_components(args, layout), revision=args.revision, force=args.force,
                     layout=layout, lora=adapter, lora_config=adapter_config)
 
 

@@ -1,11 +1,13 @@
 """One conversion function for every declared component: patched torch module -> FP16 (or FP32 reference) ML Program.
 
-Every component is captured with `torch.jit.trace` (see TRIALS.md, "capture method"): the
+Functional components are captured with `torch.jit.trace` (see TRIALS.md, "capture method"): the
 published components are functional (LM caches are inputs and outputs, written with a scatter),
 so tracing records every op, converts ~10x faster than torch.export and is verified not to bake
 the example position (tests/convert/test_position_independence.py, and the runtime interpreter
-at positions 0..511). Names, shapes, dtypes, flexible ranges, the fp32 region and the model parts
-all come from the component's declaration (`contract/`), never from here.
+at positions 0..511). A component with Core ML states (its buffers written in place) is captured
+with `torch.export`, which keeps the writes that a trace drops, and converted for its declared
+deployment target (macOS 15: states). Names, shapes, dtypes, flexible ranges, states, the fp32
+region and the model parts all come from the component's declaration (`contract/`), never from here.
 """
 from __future__ import annotations
 
@@ -68,6 +70,13 @@ def trace(module: torch.nn.Module, example: tuple) -> torch.jit.ScriptModule:
         return torch.jit.trace(module.eval(), example, check_trace=False)
 
 
+def export(module: torch.nn.Module, example: tuple):
+    """torch.export with the ATen decompositions coremltools expects: in-place buffer writes are kept
+    as buffer mutations, which become Core ML state updates (a trace drops them, TRIALS.md)."""
+    with torch.no_grad():
+        return torch.export.export(module.eval(), example).run_decompositions({})
+
+
 def fp32_subgraph_of(inputs: set[str]):
     """An op selector for FP16ComputePrecision: fp16 everywhere except the ops computed from
     `inputs` and constants alone, which stay fp32.
@@ -97,8 +106,9 @@ def _op_inputs(op):
 
 
 def to_coreml(traced, spec: ComponentSpec):
-    """An FP16 ML Program for macOS14 with exactly the declared input/output names (FP32 compute
-    and I/O when the declaration has fp32 floats: the reference build, where the fp32 region is moot)."""
+    """An FP16 ML Program for the declared target (macOS14; macOS15 with states) with exactly the declared
+    input/output/state names (FP32 compute and I/O when the declaration has fp32 floats: the reference
+    build, where the fp32 region is moot; states stay fp16, the only kind Core ML has)."""
     import coremltools as ct
 
     if is_fp32_build(spec):
@@ -107,17 +117,20 @@ def to_coreml(traced, spec: ComponentSpec):
         precision = ct.transform.FP16ComputePrecision(op_selector=fp32_subgraph_of(set(spec.fp32_inputs)))
     else:
         precision = ct.precision.FLOAT16
+    states = [ct.StateType(wrapped_type=ct.TensorType(shape=t.shape, dtype=np.float16), name=t.name)
+              for t in spec.states]
     return ct.convert(traced, inputs=[_coreml_input(t) for t in spec.inputs],
                       outputs=[ct.TensorType(name=t.name, dtype=_np_dtype(t)) for t in spec.outputs],
-                      convert_to="mlprogram", minimum_deployment_target=ct.target.macOS14,
-                      compute_precision=precision)
+                      states=states or None, convert_to="mlprogram",
+                      minimum_deployment_target=getattr(ct.target, spec.deployment_target), compute_precision=precision)
 
 
 def convert(spec: ComponentSpec, model):
     """The ML Program of component `spec`, from the patched model (its torch module in patches.modules)."""
-    traced = trace(modules.build(spec, model), examples(spec))
-    mlmodel = to_coreml(traced, spec)
-    del traced
+    capture = export if spec.states else trace
+    program = capture(modules.build(spec, model), examples(spec))
+    mlmodel = to_coreml(program, spec)
+    del program
     return mlmodel
 
 

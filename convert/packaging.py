@@ -1,6 +1,6 @@
 """Make a converted model a package an app developer can read: its interface described, then saved and compiled.
 
-Every input and output carries its one-line description from the declaration, and the package its
+Every input, output and state carries its one-line description from the declaration, and the package its
 author, version, license and short description (what Xcode shows), plus the toolkit's own keys
 (component, precision, layout). Packages are written atomically (contract.atomic).
 """
@@ -29,6 +29,9 @@ def describe(mlmodel, spec: ComponentSpec, precision: str, layout: str, source: 
         mlmodel.input_description[tensor.name] = tensor.description
     for tensor in spec.outputs:
         mlmodel.output_description[tensor.name] = tensor.description
+    states = {t.name: t.description for t in spec.states}
+    for feature in mlmodel._spec.description.state:   # coremltools has no state_description: the spec it saves
+        feature.shortDescription = states.get(feature.name, feature.shortDescription)
     meta = mlmodel.user_defined_metadata
     meta["voxcpm.component"], meta["voxcpm.precision"], meta["voxcpm.layout"] = spec.name, precision, layout
     if spec.notes:

@@ -257,7 +257,7 @@ def _record(context: Context, component: str, precision: str, package: Path, sec
 def _progress(component: str, stages: int):
     from tqdm import tqdm
 
-    return tqdm(total=stages, desc=f"{component:<18}", unit="stage", file=sys.stderr, leave=True, disable=False,
+    return tqdm(total=stages, desc=f"{component:<24}", unit="stage", file=sys.stderr, leave=True, disable=False,
                 bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]")
 
 
@@ -379,9 +379,9 @@ def run(settings: Settings) -> tuple[list[Row], list[str]]:
 
 
 def summary(rows: list[Row], seconds: float) -> str:
-    lines = [f"{'component':<18} {'precision':<10} {'size MiB':>9} {'seconds':>8}  status",
-             "-" * 58]
+    lines = [f"{'component':<24} {'precision':<10} {'size MiB':>9} {'seconds':>8}  status",
+             "-" * 64]
     for row in rows:
-        lines.append(f"{row.component:<18} {row.precision:<10} {row.size_mib:>9.1f} {row.seconds:>8.1f}  {row.status}")
+        lines.append(f"{row.component:<24} {row.precision:<10} {row.size_mib:>9.1f} {row.seconds:>8.1f}  {row.status}")
     lines.append(f"total {seconds:.1f} s")
     return "\n".join(lines)

@@ -92,19 +92,21 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-def package_paths(out: Path, precision: str, components, backend: str, layout: str = DEFAULT_LAYOUT) -> dict:
-    """component -> the package (or, for Core ML, the compiled model when convert made one)."""
+def package_paths(out: Path, precision: str, components, backend: str, layout: str = DEFAULT_LAYOUT,
+                  optional=()) -> dict:
+    """component -> the package (or, for Core ML, the compiled model when convert made one); the
+    `optional` components only where OUT has them."""
     if precision not in PRECISIONS:
         raise GenerationError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
     paths = {}
-    for component in components:
+    for component in (*components, *optional):
         package = artifacts.package_path(out, precision, component, layout)
         compiled = artifacts.compiled_path(out, precision, component, layout)
         if backend == "coreml" and compiled.is_dir():
             paths[component] = compiled
         elif artifacts.is_package(package):
             paths[component] = package
-        else:
+        elif component not in optional:
             raise GenerationError(f"{out} has no {precision} {component} package: precision {precision} was not "
                                   f"converted there ({artifacts.convert_hint(out, precision)})")
     return paths
@@ -132,10 +134,14 @@ class Packages:
             self.load_seconds += time.perf_counter() - start
         return self._loaded[component]
 
-    def __call__(self, component: str, **inputs) -> dict[str, np.ndarray]:
+    def new_state(self, component: str):
+        """A fresh Core ML state of a stateful package (MLState, or the interpreter's)."""
+        return self.load(component).new_state()
+
+    def __call__(self, component: str, state=None, **inputs) -> dict[str, np.ndarray]:
         model = self.load(component)
         start = time.perf_counter()
-        out = model.predict(inputs)
+        out = model.predict(inputs) if state is None else model.predict(inputs, state=state)
         self.seconds[component] += time.perf_counter() - start
         self.calls[component] += 1
         return {name: np.asarray(value, dtype=np.float32) for name, value in out.items()}

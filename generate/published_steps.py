@@ -3,7 +3,9 @@
 Per generated patch: feat_encoder + enc_to_lm_proj, base_lm_step, residual_lm_step, then the
 sampler's 9 locdit_step calls (13 calls with the published sampler, 12 with voxcpm's). The LM
 steps' KV caches go in and out of every call under the names their declaration gives. The VAE
-runs in fixed windows (encoder) and chunks (decoder) that reproduce one whole-signal call.
+runs in fixed windows (encoder) and chunks (decoder) that reproduce one whole-signal call. A stream
+decodes with the optional streaming decoder package where OUT has it, else windowed with the whole
+decoder (`generate.streaming`).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from contract.layout import Layout
 from .packages import Packages
 from .sampler import sample_patch
 from .steps import Conditioning, OnePositionPerCall
+from .streaming import open_package_stream
 from .vae import decode_latent, decoder_context_frames, encode_audio, encoder_context_frames
 
 
@@ -48,7 +51,7 @@ class PublishedSteps(OnePositionPerCall):
 
     def preload(self, has_prompt: bool) -> None:
         for name in self.layout.names:
-            if has_prompt or name != "audio_vae_encoder":
+            if name in self.packages.paths and (has_prompt or name != "audio_vae_encoder"):
                 self.packages.load(name)
 
     # ---------------------------------------------------------------- the VAE
@@ -64,6 +67,10 @@ class PublishedSteps(OnePositionPerCall):
         latent = patches.transpose(2, 0, 1).reshape(self.feat_dim, -1)
         run = lambda z: self.packages(spec.name, **{spec.inputs[0].name: z})[spec.primary_output]  # noqa: E731
         return decode_latent(run, latent, self.hop, spec.inputs[0].flexible[2][1], self.decoder_context)
+
+    def open_stream(self, decoder: str, context_patches: int):
+        return open_package_stream(self.layout, self.packages, self.decode, decoder, context_patches, self.patch_size,
+                                   self.hop, self.precision)
 
     # ---------------------------------------------------------------- the LMs
     def _linear(self, name: str, x: np.ndarray) -> np.ndarray:

@@ -65,13 +65,31 @@ def summary(stats: dict) -> str:
     prefill = stats["prefill_tokens_per_second"]
     tries = f", {stats['retries'] + 1} tries: {stats['generated_patches']} generated" if stats["retries"] else ""
     total = stats["seconds"]["total"]
-    return "\n".join([
+    lines = [
         f"audio {stats['audio_seconds']:.2f} s ({stats['patches']} patches{tries}) in {total:.2f} s: "
         f"real-time factor {stats['real_time_factor']}",
         f"prefill {stats['prefill_positions']} positions at {prefill} tokens/s; generation {speed} patches/s; "
         f"peak RSS {stats['peak_rss_mib']:.0f} MiB",
         f"model calls per generated patch: {calls or 'none'}",
-    ])
+    ]
+    if "stream" in stats:
+        lines.append(stream_summary(stats["stream"], stats["seconds"].get("load", 0.0)))
+    return "\n".join(lines)
+
+
+def stream_summary(stream: dict, load_seconds: float) -> str:
+    """Time to first audio, chunks and their interval, and what the decoder cost per patch."""
+    interval = stream.get("chunk_interval_s")
+    every = f" every {interval['median']:.3f} s (median; max {interval['max']:.3f} s)" if interval else ""
+    first = stream.get("time_to_first_audio_s")
+    first_text = "no audio" if first is None else (
+        f"first audio after {first:.3f} s ({stream['first_audio_patches']} patch"
+        f"{'es' if stream['first_audio_patches'] != 1 else ''}; loading the packages took {load_seconds:.2f} s more)")
+    decoder = stream["decoder"] + (f", {stream['context_patches']} context patches" if "context_patches" in stream
+                                   else "")
+    return (f"streamed: {first_text}, {stream['chunks']} chunks of {stream['chunk_patches']} patch(es){every}; "
+            f"decoder {decoder}: {stream['decoder_calls_per_patch']} calls and "
+            f"{(stream['decoder_bytes_per_patch'] or 0) / 1024:.1f} KiB per patch; ended by {stream['ended']}")
 
 
 def write_stats(path, stats: dict) -> None:

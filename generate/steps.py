@@ -51,6 +51,12 @@ class ModelSteps(Protocol):
     def decode(self, patches: np.ndarray) -> np.ndarray:
         """Patches [n, patch, feat_dim] -> audio samples [n * patch * hop]."""
 
+    def open_stream(self, decoder: str, context_patches: int):
+        """A decoder for audio as patches come (`generate.streaming`: `prime(context)`, then
+        `push(patches) -> audio`): "stream" (the streaming decoder, contexts carried), "windowed"
+        (the whole decoder on the last `context_patches` patches with each chunk), "auto" (the
+        streaming decoder where there is one). A mode the steps cannot do is a GenerationError."""
+
 
 class OnePositionPerCall:
     """`prefill` and `advance` for steps whose LMs take one position per call (the published layout):

@@ -35,8 +35,10 @@ class Synthesizer(Generator):
         out = packages.open_out(out)
         self.backend, self.precision, self.compute = packages.resolve_backend(backend), precision, compute
         config = packages.read_config(out)
-        declared = declare(sizes_from_generation_config(config), layout, config["max_context"])
-        paths = packages.package_paths(out, precision, declared.names, self.backend, layout)
+        # the interface the packages of `precision` have (fp32 floats in the reference build): the stream
+        # decoders count the bytes they move by it
+        declared = declare(sizes_from_generation_config(config), layout, config["max_context"]).for_precision(precision)
+        paths = packages.package_paths(out, precision, declared.required, self.backend, layout, declared.optional)
         self.constants = packages.load_constants(out, config)
         tokenizer = TextTokenizer(packages.tokenizer_path(out))
         self.packages = packages.Packages(paths, self.backend, compute)

@@ -4,7 +4,8 @@ Each wraps parts of a *patched* VoxCPMModel (see `apply.patch_model`) and takes 
 the order of its declaration (`contract/`, whose `torch_module` names the class here). The LM
 steps come in two forms: functional caches (inputs k0..kN, v0..vN -> outputs, the published
 layout) and stateful caches (registered buffers `k_cache_i` / `v_cache_i`, each [1, kv_heads, L, D],
-for Core ML states).
+for Core ML states). The streaming VAE decoder (`stream_decoder.StreamingAudioVAEDecoder`) has the
+same two forms for its convolutions' contexts.
 """
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ from contract.defaults import MAX_CONTEXT as DEFAULT_MAX_CONTEXT
 from .kv_cache import inplace_write, scatter_write
 from .lm import cache_shape
 from .rope import rope_tables
+from .stream_decoder import StreamingAudioVAEDecoder  # noqa: F401  (a component module `build` resolves)
 
 
 class AudioVAEEncoder(nn.Module):
@@ -131,4 +133,6 @@ def build(spec, model) -> nn.Module:
         raise KeyError(f"component {spec.name} names torch module {spec.torch_module!r}, which patches/modules.py "
                        f"does not define")
     kwargs = {"max_context": spec.caches.context} if spec.caches is not None else {}
+    if spec.carried is not None:
+        kwargs["stateful"] = spec.carried.stateful
     return cls(model, **kwargs).eval()

@@ -14,11 +14,16 @@ import numpy as np
 import torch
 
 from contract.generation import generation_config
+from contract.layout import declare
+from contract.streaming import NAME as STREAM_DECODER
+from generate.errors import GenerationError
 from generate.sampler import sample_patch
 from generate.steps import Conditioning, OnePositionPerCall
+from generate.streaming import CarriedDecoder, WindowedDecoder, frame_bytes
 from patches.apply import patch_model
 from patches.lm import empty_caches
-from patches.modules import AudioVAEDecoder, AudioVAEEncoder, BaseLMStep, FeatEncoder, LocDiTStep, ResidualLMStep
+from patches.modules import (AudioVAEDecoder, AudioVAEEncoder, BaseLMStep, FeatEncoder, LocDiTStep, ResidualLMStep,
+                             StreamingAudioVAEDecoder)
 
 
 def _np(tensor: torch.Tensor) -> np.ndarray:
@@ -35,6 +40,9 @@ class TorchSteps(OnePositionPerCall):
         self.config = generation_config(model.config.model_dump(), max_context)
         self.max_context = max_context
         self.vae_encoder, self.vae_decoder = AudioVAEEncoder(model), AudioVAEDecoder(model)
+        # the published declaration in FP32 (the reference's dtype): the names the stream decoders use
+        self.layout = declare(model.config.model_dump(), "published", max_context, float_dtype="fp32")
+        self.stream_decoder = StreamingAudioVAEDecoder(model)
         self.feat_encoder, self.locdit = FeatEncoder(model), LocDiTStep(model)
         self.base_step = BaseLMStep(model, max_context)
         self.residual_step = ResidualLMStep(model, max_context)
@@ -65,6 +73,23 @@ class TorchSteps(OnePositionPerCall):
     def decode(self, patches: np.ndarray) -> np.ndarray:
         latent = _t(patches).permute(2, 0, 1).reshape(1, self.feat_dim, -1)
         return _np(self._run("audio_vae_decoder", self.vae_decoder, latent)[0, 0])
+
+    def open_stream(self, decoder: str, context_patches: int):
+        """"stream": the streaming decoder module (contexts in and out, FP32); "windowed": the whole
+        decoder on the last `context_patches` patches with each chunk (voxcpm's generate_streaming)."""
+        spec = self.layout[STREAM_DECODER]
+        if decoder == "windowed":
+            return WindowedDecoder(self.decode, context_patches, self.config["hop_length"] * self.patch_size,
+                                   self.patch_size, frame_bytes(self.layout["audio_vae_decoder"]))
+        if decoder not in ("auto", "stream"):
+            raise GenerationError(f"unknown stream decoder {decoder!r}: use auto, windowed or stream")
+
+        def run(inputs, state):
+            args = [_t(inputs[t.name]) for t in spec.inputs]
+            out = self._run(spec.name, self.stream_decoder, *args)
+            return {t.name: _np(value) for t, value in zip(spec.outputs, out)}
+
+        return CarriedDecoder(spec, run)
 
     # ---------------------------------------------------------------- the LMs
     def embed_patch(self, patch: np.ndarray) -> torch.Tensor:

@@ -9,7 +9,7 @@
     s.read("k_cache_0"); s.write("k_cache_0", arr)
 
 ``load(path, backend="auto", function_name=None, compute_units="ALL",
-compute="fp16")``
+compute="fp16", strict_inputs=False)``
 
 - backend "coreml": coremltools MLModel (CompiledMLModel for .mlmodelc),
   ``compute_units`` one of ct.ComputeUnit names; macOS only, elsewhere
@@ -26,9 +26,14 @@ compute="fp16")``
 - backend "auto": Core ML on macOS, the interpreter elsewhere (logged).
 
 Inputs are checked against the model description before running: an
-unknown or missing name, wrong dtype kind, rank, shape or out-of-range
-flexible dimension raises ``InputError`` naming the input. Float inputs are
-cast to the declared float type (fp32 for an fp16 input is fine).
+unknown or missing name, rank, shape or out-of-range flexible dimension
+raises ``InputError`` naming the input. Dtypes are converted as Core ML
+converts them (runtime/INPUTS.md): a float array for an int32 input is
+truncated toward zero, ints for a float input are rounded, fp32 for an fp16
+input is rounded to nearest even, a scalar stands for a shape-(1,) input;
+values an int32 cannot hold are refused. ``strict_inputs=True`` refuses any
+dtype kind other than the declared one instead (float for float, integer
+for int32).
 
 ``runtime.metrics.compare(a, b)`` -> {corr, rel_l2, max_abs, finite} is the
 shared accuracy helper. ``python -m bench.runtime_step`` measures the
@@ -51,7 +56,8 @@ log = logging.getLogger(__name__)
 __all__ = ["load", "metrics", "InputError", "UnsupportedOpError", "BackendUnavailableError", "TensorDesc"]
 
 
-def load(path, backend="auto", function_name=None, compute_units="ALL", compute="fp16", precision=None):
+def load(path, backend="auto", function_name=None, compute_units="ALL", compute="fp16", precision=None,
+         strict_inputs=False):
     """Load a .mlpackage (or .mlmodelc for Core ML) with the chosen backend."""
     if precision is not None:
         warnings.warn("runtime.load(precision=) is deprecated: it is the interpreter's compute mode, "
@@ -63,9 +69,9 @@ def load(path, backend="auto", function_name=None, compute_units="ALL", compute=
     if backend == "coreml":
         from .coreml_backend import CoreMLModel
 
-        return CoreMLModel(path, function_name=function_name, compute_units=compute_units)
+        return CoreMLModel(path, function_name=function_name, compute_units=compute_units, strict_inputs=strict_inputs)
     if backend == "mil":
         from .mil import MilModel
 
-        return MilModel.from_path(path, function_name=function_name, compute=compute)
+        return MilModel.from_path(path, function_name=function_name, compute=compute, strict_inputs=strict_inputs)
     raise ValueError(f"backend must be 'auto', 'coreml' or 'mil', got {backend!r}")

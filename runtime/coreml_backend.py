@@ -43,7 +43,7 @@ class CoreMLState:
 class CoreMLModel:
     backend = "coreml"
 
-    def __init__(self, path, function_name=None, compute_units="ALL"):
+    def __init__(self, path, function_name=None, compute_units="ALL", strict_inputs=False):
         if sys.platform != "darwin":
             raise BackendUnavailableError(
                 f"backend='coreml' needs macOS (Core ML prediction is unavailable on {sys.platform}); "
@@ -51,6 +51,7 @@ class CoreMLModel:
             )
         import coremltools as ct
 
+        self.strict_inputs = strict_inputs
         path = Path(path)
         units = _compute_units(compute_units)
         if path.suffix == ".mlmodelc":
@@ -70,7 +71,7 @@ class CoreMLModel:
 
     def predict(self, inputs, state=None):
         if self.inputs is not None:
-            inputs = _describe.check_inputs(inputs, self.inputs)
+            inputs = _describe.check_inputs(inputs, self.inputs, strict=self.strict_inputs)
         kwargs = {"state": state.mlstate} if state is not None else {}
         out = self._model.predict(inputs, **kwargs)
         return {k: np.asarray(v) for k, v in out.items()}

@@ -94,13 +94,16 @@ def default_function(spec):
     return None
 
 
-def check_inputs(inputs, descs, cast=True):
-    """Validate and normalise the caller's inputs; returns name -> ndarray.
+def check_inputs(inputs, descs, cast=True, strict=False):
+    """Validate and convert the caller's inputs; returns name -> ndarray.
 
-    Float inputs are cast to the declared float type (fp32 given for an
-    fp16 input is accepted, as Core ML does); integer inputs must be
-    integers, and are cast to the declared integer type. ``cast=False``
-    only validates (for a backend that makes its own copies anyway).
+    Conversions are Core ML's (runtime/INPUTS.md gives the rules and their evidence): a float
+    array for an int32 input is truncated toward zero, an integer array for a float input is
+    rounded to the nearest float, float widths round to nearest even, and a scalar stands for
+    a shape-(1,) input. What Core ML leaves undefined (NaN, inf or out-of-range values for an
+    int32 input) is refused. ``strict=True`` keeps the toolkit's own check instead: float inputs
+    take float arrays and int32 inputs integer arrays, nothing else. ``cast=False`` validates
+    and reshapes without converting the dtype (for a backend that copies the inputs anyway).
     """
     if not isinstance(inputs, dict):
         raise InputError(f"inputs must be a dict name -> array, got {type(inputs).__name__}")
@@ -111,30 +114,68 @@ def check_inputs(inputs, descs, cast=True):
     missing = [n for n in by_name if n not in inputs]
     if missing:
         raise InputError(f"missing input(s) {missing}; expected {[by_name[n].expected() for n in missing]}")
-    return {name: _check_one(np.asarray(inputs[name]), by_name[name], cast) for name in by_name}
+    return {name: _check_one(_as_array(inputs[name], name), by_name[name], cast, strict) for name in by_name}
 
 
-def _check_one(arr, desc, cast):
+def _as_array(value, name):
+    """numpy view of what a caller may pass (arrays, torch tensors, lists, Python scalars)."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # torch.Tensor, without importing torch
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"input {name!r}: not an array ({type(value).__name__}): {exc}") from None
+    return arr
+
+
+
+def _check_one(arr, desc, cast, strict):
     want = np.dtype(desc.dtype)
-    if want.kind == "f" and arr.dtype.kind not in "f":
+    if arr.dtype.kind not in "fiub":
+        raise InputError(f"input {desc.name!r}: expected a numeric array ({want.name}), got {arr.dtype.name}")
+    if strict and want.kind == "f" and arr.dtype.kind != "f":
         raise InputError(f"input {desc.name!r}: expected a float array ({want.name}), got {arr.dtype.name}")
-    if want.kind in "iu" and arr.dtype.kind not in "iub":
+    if strict and want.kind in "iu" and arr.dtype.kind not in "iub":
         raise InputError(f"input {desc.name!r}: expected an integer array ({want.name}), got {arr.dtype.name}")
+    if arr.ndim == 0 and not strict and _accepts(desc, (1,)):
+        arr = arr.reshape(1)  # a scalar for a shape-(1,) input, as coremltools' own callers pass it
     _check_shape(arr.shape, desc)
-    return fp16.cast(arr, want) if cast else arr
+    if want.kind in "iu":
+        _check_int_range(arr, want, desc.name)
+    if not cast:
+        return arr
+    if want.kind in "iu" and arr.dtype.kind == "f":
+        return np.trunc(arr).astype(want)  # toward zero (Core ML's float -> int conversion)
+    return fp16.cast(arr, want)
+
+
+def _check_int_range(arr, want, name):
+    """Refuse values an int32 cannot hold (Core ML leaves their conversion undefined)."""
+    if arr.size == 0 or arr.dtype.kind == "b":
+        return
+    info = np.iinfo(want)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"input {name!r}: {want.name} input given non-finite values (NaN or inf)")
+        lo, hi = np.trunc(arr.min()), np.trunc(arr.max())
+    else:
+        lo, hi = arr.min(), arr.max()
+    if lo < info.min or hi > info.max:
+        bad = lo if lo < info.min else hi
+        raise InputError(f"input {name!r}: value {bad} is outside the {want.name} range [{info.min}, {info.max}]")
+
+
+def _accepts(desc, shape):
+    if desc.enumerated:
+        return tuple(shape) in desc.enumerated
+    if desc.ranges:
+        return len(shape) == len(desc.ranges) and all(lo <= s and (hi is None or s <= hi)
+                                                      for s, (lo, hi) in zip(shape, desc.ranges))
+    return tuple(shape) == tuple(desc.shape)
 
 
 def _check_shape(shape, desc):
-    ok = True
-    if desc.enumerated:
-        ok = tuple(shape) in desc.enumerated
-    elif desc.ranges:
-        ok = len(shape) == len(desc.ranges) and all(
-            lo <= s and (hi is None or s <= hi) for s, (lo, hi) in zip(shape, desc.ranges)
-        )
-    else:
-        ok = tuple(shape) == desc.shape
-    if not ok:
+    if not _accepts(desc, shape):
         rank = len(desc.ranges) if desc.ranges else len(desc.enumerated[0]) if desc.enumerated else len(desc.shape)
         why = f"rank {len(shape)} != {rank}" if len(shape) != rank else "shape out of range"
         raise InputError(f"input {desc.name!r}: got shape {tuple(shape)} ({why}); expected {desc.expected()}")

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny random VoxCPM 1.5 checkpoints built once per test session."""
+import json
 import os
 import sys
 from pathlib import Path
@@ -86,6 +87,43 @@ def tiny_never_stop_fp32(tiny_never_stop_coreml, tiny_never_stop_dir) -> Path:
     """The FP32 reference build (`--precision fp32`) of `tiny_never_stop_dir`, added to the same OUT
     (OUT/fp32 beside the untouched OUT/fp16), for the generator parity checks at 1e-3."""
     return convert_checkpoint(tiny_never_stop_dir, tiny_never_stop_coreml, "fp32")
+
+
+STREAM_DECODER = "audio_vae_stream_decoder"
+
+
+@pytest.fixture(scope="session")
+def tiny_stream_out(tiny_never_stop_fp32, tmp_path_factory) -> Path:
+    """A copy of `tiny_never_stop_fp32` (the six in fp16 and fp32) plus the optional streaming decoder
+    (`--stream-decoder`: contexts in and out) in fp32, fp16 and int8, and the whole decoder in int8 too."""
+    import shutil
+
+    from convert.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_stream") / "out"
+    shutil.copytree(tiny_never_stop_fp32, out)
+    checkpoint = json.loads((out / "manifest.json").read_text())["source"]["checkpoint_dir"]
+    for precision in ("fp32", "all"):
+        assert main(["--model", checkpoint, "--precision", precision, "--out", str(out),
+                     "--components", f"audio_vae_decoder,{STREAM_DECODER}"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def stateful_probe_out(tiny_never_stop_dir, tmp_path_factory) -> Path:
+    """The stateful streaming decoder (Core ML states, macOS 15) converted through the whole pipeline in
+    fp16, int8 and fp32, as the one component of a probe layout: what a macOS 15 layout that lists it
+    gets (tests/helpers.py `probe_layout`)."""
+    from convert.cli import main
+
+    from tests.helpers import PROBE_LAYOUT, probe_layout
+
+    out = tmp_path_factory.mktemp("stateful_probe") / "out"
+    with probe_layout():
+        for precision in ("all", "fp32"):
+            assert main(["--model", str(tiny_never_stop_dir), "--precision", precision, "--out", str(out),
+                         "--layout", PROBE_LAYOUT]) == 0
+    return out
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""Small comparison helpers for tests."""
+"""Small comparison helpers for tests, and a probe layout for the stateful streaming decoder."""
+import contextlib
+import sys
+import types
+
 import numpy as np
 
 
@@ -37,3 +41,40 @@ def program_and_weights(package) -> tuple[str, str]:
     spec.description.ClearField("metadata")
     weights = next(Path(package).rglob("weight.bin"))
     return spec.mlProgram.SerializeToString(deterministic=True).hex(), hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+PROBE_LAYOUT = "streamprobe"
+
+
+def _probe_module():
+    """A layout module (contract/layout.py's protocol) whose one component is the stateful streaming decoder."""
+    from contract.defaults import MAX_CONTEXT
+    from contract.layout import SPEC_VERSIONS, Layout
+    from contract.sizes import ModelSizes, model_sizes
+    from contract.streaming import NAME, stream_decoder
+
+    def declare(config, max_context=MAX_CONTEXT, float_dtype="fp16"):
+        sizes = config if isinstance(config, ModelSizes) else model_sizes(config)
+        return Layout(PROBE_LAYOUT, "the stateful streaming decoder alone, as a macOS 15 layout lists it",
+                      (stream_decoder(sizes, stateful=True),), max_context=max_context, deployment_target="macOS15",
+                      spec_version=SPEC_VERSIONS["macOS15"]).with_float_dtype(float_dtype)
+
+    module = types.ModuleType(f"contract.{PROBE_LAYOUT}")
+    module.NAME, module.COMPONENTS, module.declare = PROBE_LAYOUT, (NAME,), declare
+    return module
+
+
+@contextlib.contextmanager
+def probe_layout():
+    """Register the probe layout with the contract (LAYOUTS, and the module contract.layout imports)."""
+    import contract.cli
+    import contract.layout
+
+    saved = contract.layout.LAYOUTS, contract.cli.LAYOUTS
+    sys.modules[f"contract.{PROBE_LAYOUT}"] = _probe_module()
+    contract.layout.LAYOUTS = contract.cli.LAYOUTS = saved[0] + (PROBE_LAYOUT,)
+    try:
+        yield PROBE_LAYOUT
+    finally:
+        contract.layout.LAYOUTS, contract.cli.LAYOUTS = saved
+        sys.modules.pop(f"contract.{PROBE_LAYOUT}", None)

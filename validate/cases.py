@@ -32,6 +32,7 @@ LONG_TEXT = " ".join([
 ] * 12)
 LOCDIT_TIMES = (1.0, 0.956, 0.707, 0.351, 0.188)  # points of the sway schedule (10 steps, coef 1)
 DECODER_LENGTHS = (4, 37, 125, 500)
+STREAM_PATCHES = 64               # calls per streaming-decoder case: every stream length 1..64 is checked
 SEED = 1234
 
 
@@ -109,6 +110,7 @@ class CaseContext:
     prompt: np.ndarray             # its latent patches [n, patch, feat_dim] (torch VAE encoder)
     prompt_embeds: np.ndarray      # their LM-space embeddings [n, H]
     decoder_lengths: tuple[int, ...]
+    stream_patches: int = STREAM_PATCHES   # calls per streaming-decoder case
 
 
 def vae_encoder_cases(ctx: CaseContext, spec) -> list[Case]:
@@ -137,6 +139,21 @@ def vae_decoder_cases(ctx: CaseContext, spec) -> list[Case]:
         random = (scale * rng.standard_normal((1, speech_latent.shape[1], length))).astype(np.float32)
         cases.append(Case(f"random latent T={length}", {latent.name: random}))
     return cases
+
+
+def stream_decoder_cases(ctx: CaseContext, spec) -> list[Case]:
+    """Latent sequences of `ctx.stream_patches` patches for a streaming decoder, decoded one patch per call:
+    the speech clip's patches back and forth, and random latents of their scale."""
+    name, count = spec.inputs[0].name, ctx.stream_patches
+    cycle = np.concatenate([ctx.prompt, ctx.prompt[::-1]])                   # [2n, patch, feat_dim]
+    speech = np.resize(cycle, (count, *ctx.prompt.shape[1:]))
+    rng = np.random.default_rng(SEED + 4)
+    scale = float(ctx.prompt.std()) or 1.0
+    random = scale * rng.standard_normal(speech.shape)
+    as_latent = lambda patches: np.ascontiguousarray(  # noqa: E731  [n, P, D] -> [1, D, n * P]
+        patches.transpose(2, 0, 1).reshape(1, patches.shape[2], -1), dtype=np.float32)
+    return [Case(f"speech latents, {count} patches", {name: as_latent(speech)}),
+            Case(f"random latents, {count} patches", {name: as_latent(random)})]
 
 
 def pick(patches: np.ndarray, count: int) -> np.ndarray:

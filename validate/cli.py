@@ -12,7 +12,7 @@ from contract.defaults import E2E_CER_MARGIN, E2E_MAX_WER, GATES, STOP_MARGIN
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cases import DECODER_LENGTHS
+    from .cases import DECODER_LENGTHS, STREAM_PATCHES
 
     p = OneLineParser(prog="python -m validate",
                 description="Run every converted component (OUT/{fp16,int8}/<component>.mlpackage) and the "
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=64, help="LM rollout steps per start position (default 64)")
     p.add_argument("--decoder-lengths", default=",".join(map(str, DECODER_LENGTHS)),
                    help="VAE decoder latent lengths to test (default %(default)s)")
+    p.add_argument("--stream-patches", type=int, default=STREAM_PATCHES,
+                   help="calls per streaming-decoder case: every stream of 1..N patches is checked (default %(default)s)")
     p.add_argument("--gates", default=None, help="JSON file with gates (see validate/gates.py)")
     for precision, values in GATES.items():
         p.add_argument(f"--{precision}-corr", type=float, default=None,
@@ -86,13 +88,15 @@ def parse_settings(argv):
         raise UsageError(f"unknown backend {args.backend!r}: use auto, coreml or mil")
     if args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if args.stream_patches < 1:
+        raise UsageError(f"--stream-patches must be at least 1, got {args.stream_patches}")
     if args.e2e_max_len is not None and args.e2e_max_len < 1:
         raise UsageError(f"--e2e-max-len must be at least 1, got {args.e2e_max_len}")
     if args.e2e_max_wer < 0 or args.e2e_cer_margin < 0:
         raise UsageError("--e2e-max-wer and --e2e-cer-margin must not be negative")
     explicit = args.components is not None
     adapter, adapter_config = cli.lora(args)
-    components = cli.components(args.components, layout)
+    components = cli.components(args.components, layout, optional=True)
     overrides = {(p, key): getattr(args, f"{p}_{key}") for p in GATES for key in ("corr", "rel_l2")}
     try:
         gates = load_gates(args.gates, overrides)
@@ -103,6 +107,7 @@ def parse_settings(argv):
     return Settings(model=args.model, out=Path(args.out), precisions=precisions, layout=layout,
                     components=components, explicit_components=explicit, backend=args.backend, steps=args.steps,
                     gates=gates, localize=args.localize, decoder_lengths=_ints(args.decoder_lengths, "--decoder-lengths"),
+                    stream_patches=args.stream_patches,
                     revision=args.revision, progress=not args.no_progress,
                     report_dir=Path(args.report_dir) if args.report_dir else None,
                     e2e=args.e2e, asr_model=args.asr_model, e2e_max_len=args.e2e_max_len, e2e_gate=args.e2e_gate,
@@ -111,11 +116,11 @@ def parse_settings(argv):
 
 
 def summary(results: dict) -> str:
-    lines = [f"{'component':<18} {'precision':<9} {'output':<30} {'corr(min)':>10} {'rel-L2(max)':>11} "
-             f"{'max-abs':>9}  pass", "-" * 98]
+    lines = [f"{'component':<24} {'precision':<9} {'output':<30} {'corr(min)':>10} {'rel-L2(max)':>11} "
+             f"{'max-abs':>9}  pass", "-" * 104]
     for r in results["components"]:
         mark = ("ok" if r["passed"] else "FAIL") if r["gated"] else "info"
-        lines.append(f"{r['name']:<18} {r['precision']:<9} {r['output'][:30]:<30} {r['corr']:>10.6f} "
+        lines.append(f"{r['name']:<24} {r['precision']:<9} {r['output'][:30]:<30} {r['corr']:>10.6f} "
                      f"{r['rel_l2']:>11.3e} {r['max_abs']:>9.3g}  {mark}")
     bad = [c for c in results["structural"] + results["checks"] if not c["passed"]]
     lines.append(f"structural and decision checks: {len(results['structural']) + len(results['checks']) - len(bad)} "

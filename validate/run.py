@@ -1,11 +1,12 @@
 """The whole validation: torch references, converted packages, checks, localisation, report.
 
 Phases in order: prepare (the unpatched model and the speech clip), stateless (each stateless
-component on its cases), constants (the host-side arrays; which adapter the manifest names),
-rollouts (the LM steps, teacher-forced, every cache at every step), structure (what the numbers
-may not see), localisation of failures, and end to end (ASR). Which components run in which
-phase follows their declared kind. With a LoRA adapter the reference is voxcpm's own LoRA model,
-the adapter live and unmerged; localisation, which replays the patched torch model, merges it.
+component on its cases), streams (the streaming decoder call by call, every carried context after
+every call), constants (the host-side arrays; which adapter the manifest names), rollouts (the LM
+steps, teacher-forced, every cache at every step), structure (what the numbers may not see),
+localisation of failures, and end to end (ASR). Which components run in which phase follows their
+declared kind. With a LoRA adapter the reference is voxcpm's own LoRA model, the adapter live and
+unmerged; localisation, which replays the patched torch model, merges it.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract.components import LM_STEP, STATELESS
+from contract.components import LM_STEP, STATELESS, STREAM_STEP
 from contract.defaults import DEFAULT_LAYOUT, E2E_CER_MARGIN, E2E_MAX_WER
 
 from . import cases as inp
@@ -36,6 +37,7 @@ class Settings:
     gates: Gates = field(default_factory=Gates)
     localize: bool = False
     decoder_lengths: tuple[int, ...] = inp.DECODER_LENGTHS
+    stream_patches: int = inp.STREAM_PATCHES
     revision: str | None = None
     progress: bool = True
     report_dir: Path | None = None
@@ -88,7 +90,7 @@ class Run:
         speech, source = inp.speech_clip(self.ref.sample_rate)
         prompt = self.ref.prompt_patches(speech)
         self.context = inp.CaseContext(self.ref, speech, prompt, self.ref.embed_patches(prompt),
-                                       self.settings.decoder_lengths)
+                                       self.settings.decoder_lengths, self.settings.stream_patches)
         self.notes["speech"] = f"{source}, {speech.size / self.ref.sample_rate:.2f} s"
         self.notes["prompt"] = f"{len(prompt)} latent patches of the speech clip (torch VAE encoder)"
         if self.adapter is not None:
@@ -125,6 +127,21 @@ class Run:
             self.plots["vae_round_trip"], self.plots["sample_rate"] = waves, self.ref.sample_rate
         del kept
         gc.collect()
+
+    def streams(self):
+        from .streaming import run_streams
+
+        for spec in self.target.specs(STREAM_STEP):
+            models = self.load_models(spec)
+            self.backend = next(iter(models.values())).backend
+            whole = self.target.layout["audio_vae_decoder"] if "audio_vae_decoder" in self.target.layout else None
+            whole_models = self.load_models(whole) if whole is not None and self.target.wanted(whole.name) else {}
+            cases = inp.cases_for(spec, self.context)
+            self.notes[spec.name] = (", ".join(c.label for c in cases) + "; one patch per call, the package fed only "
+                                     "what it carried; contexts vs the whole decoder's own convolution inputs")
+            run_streams(spec, cases, self.model, models, self.recorder, whole, whole_models, self.settings.progress)
+            del models, whole_models
+            gc.collect()
 
     def rollouts(self):
         from .rollout import plan_rollouts, run_rollouts
@@ -237,7 +254,7 @@ def validate(settings: Settings) -> dict:
         check_asr(settings.asr_model)
     run = Run(settings, target, adapter, adapter_sha256)
     timings = {}
-    for phase in ("prepare", "stateless", "constants", "rollouts", "structure"):
+    for phase in ("prepare", "stateless", "streams", "constants", "rollouts", "structure"):
         began = time.time()
         getattr(run, phase)()
         timings[phase] = round(time.time() - began, 1)
@@ -269,5 +286,6 @@ def validate(settings: Settings) -> dict:
             "inputs": run.notes, "versions": versions(), "wall_seconds": round(time.time() - start, 1),
             "phase_seconds": timings,
             "settings": {"steps": settings.steps, "decoder_lengths": list(settings.decoder_lengths),
+                         "stream_patches": settings.stream_patches,
                          "max_context": target.max_context, "components": {p: c for p, c in target.todo.items()}},
             "_plots": run.plots}

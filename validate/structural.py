@@ -7,6 +7,9 @@
   baked the example position, or dropped the cache write, gives outputs that do not.
 - A cache output must not be a plain passthrough (identity chain) of a cache input: what
   torch.jit.trace leaves of an in-place write into a view.
+- A stream step must carry: its audio depends on every context it is handed (input or state),
+  and every context it hands on (output, or state update) depends on the latent and is not a
+  passthrough of what it was handed.
 """
 from __future__ import annotations
 
@@ -87,7 +90,44 @@ def check_package(spec, package: Path, precision: str) -> list[dict]:
                         "detail": f"{count} linear/conv weights quantized"})
     if spec.caches is not None:
         results += _cache_checks(function, spec)
+    if spec.carried is not None:
+        results += _carried_checks(function, spec)
     return results
+
+
+def _summary(items: list[str]) -> str:
+    return "; ".join(items[:4]) + (f" and {len(items) - 4} more" if len(items) > 4 else "")
+
+
+def _state_updates(function) -> dict:
+    """state name -> the value var its (last) coreml_update_state writes."""
+    return {op.inputs["state"].name: op.inputs["value"] for op in function.operations
+            if op.op_type == "coreml_update_state"}
+
+
+def _carried_checks(function, spec) -> list[dict]:
+    deps = input_dependencies(function)
+    latent, names = spec.inputs[0].name, spec.carried.names()
+    audio = next((v for v in function.outputs if v.name == spec.primary_output), None)
+    unread = [n for n in names if audio is None or n not in deps.get(audio.name, frozenset())]
+    if spec.carried.stateful:
+        written = _state_updates(function)
+        handed_on = {n: written.get(n) for n in names}
+    else:
+        outputs = {v.name: v for v in function.outputs}
+        handed_on = {n: outputs.get(spec.carried.output_for(n)) for n in names}
+    missing = [n for n, var in handed_on.items() if var is None]
+    blind = [n for n, var in handed_on.items() if var is not None and latent not in deps.get(var.name, frozenset())]
+    passthrough = [n for n, var in handed_on.items() if var is not None and passthrough_source(var, set(function.inputs))]
+    how = "state update" if spec.carried.stateful else "output"
+    return [
+        {"check": "audio depends on every carried context", "passed": not unread,
+         "detail": _summary([f"{n} is never read" for n in unread])},
+        {"check": f"every context is handed on ({how}) and depends on the latent", "passed": not (missing or blind),
+         "detail": _summary([f"{n} has no {how}" for n in missing] + [f"{n} ignores {latent}" for n in blind])},
+        {"check": "no carried context is a passthrough of its input", "passed": not passthrough,
+         "detail": _summary(passthrough)},
+    ]
 
 
 def _cache_checks(function, spec) -> list[dict]:

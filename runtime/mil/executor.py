@@ -41,7 +41,7 @@ def _np_dtype(var):
     t = var.sym_type
     if types.is_tensor(t) or types.is_state(t):
         t = t.get_primitive() if types.is_tensor(t) else t.wrapped_type().get_primitive()
-    if t is types.str:
+    if t is types.str or types.is_list(t) or types.is_dict(t):  # lists (make_list...), classify's dict
         return None
     return np.dtype(types.nptype_from_builtin(t))
 
@@ -53,14 +53,37 @@ def _kernel_says(op, prop):
 
 
 def _finalizer(dtype, fp16, exact=False):
-    """Cast an op output to its declared type (round fp16 in fp16 mode)."""
+    """``fin(value, args)``: an op output cast to its declared type (rounded to fp16 in fp16 mode).
+
+    Rounding happens in place when the kernel's output is an array that none of its arguments
+    share (a new array): a full-size locdit_step made 160 new ~80k-element arrays a call for it.
+    """
     if dtype is None:
-        return lambda v: v
+        return lambda v, a: v
     if dtype == np.float16:
         if fp16 and not exact:
-            return round_fp16
-        return lambda v: np.asarray(v, dtype=np.float32)
-    return lambda v: cast(v, dtype)
+            return lambda v, a: round_fp16(v, in_place=_owned(v, a))
+        return lambda v, a: np.asarray(v, dtype=np.float32)
+    return lambda v, a: cast(v, dtype)
+
+
+def _owned(value, args):
+    """True if ``value`` is a writeable array sharing no memory with the op's arguments.
+
+    A kernel may return an input or a view of one (cast, a constant passed through); control flow
+    (an ``__env__`` argument) may return any value of the enclosing scope: neither is ever written.
+    """
+    if not isinstance(value, np.ndarray) or not value.flags.writeable:
+        return False
+    for x in args.values():
+        if isinstance(x, np.ndarray):
+            if np.may_share_memory(value, x):
+                return False
+        elif isinstance(x, (list, dict)):
+            items = x if isinstance(x, list) else ()
+            if isinstance(x, dict) or any(isinstance(y, np.ndarray) and np.may_share_memory(value, y) for y in items):
+                return False
+    return True
 
 
 class Plan:
@@ -78,13 +101,6 @@ class Plan:
 
     def _compile(self, block, cache):
         ops = list(block.operations)
-        for op in ops:
-            if materialise.is_constant_op(op):
-                vals = cache.get(id(op))
-                if vals is None:
-                    vals = cache[id(op)] = materialise.materialise(op)
-                for var, val in zip(op.outputs, vals):
-                    self.consts[var.name] = val
         # A fused kernel reads its inputs at the position of its last op. They stay live (and
         # unwritten) until then because the ops it replaces only move values, and a value lives
         # as long as anything moved out of it does (see _last_uses).
@@ -92,13 +108,24 @@ class Plan:
         fused_at = {id(f.at): f for f in fusions}
         folded = {id(op) for f in fusions for op in f.ops}
         last_use = self._last_uses(ops)
+        # constants are materialised in program order, just before their readers are compiled, so
+        # that one a kernel prepares (a weight packed in fp16) is released before the next is made
+        self._unprepared, kept = self._const_readers(ops, block)
+        step_of = {}
         for i, op in enumerate(ops):
             if materialise.is_constant_op(op):
+                if not any(v.name in self._unprepared or v.name in kept for v in op.outputs):
+                    continue  # read by constexpr ops only, which materialise from the program (int8 data: 0.34 GB)
+                vals = cache.get(id(op))
+                if vals is None:
+                    vals = cache[id(op)] = materialise.materialise(op)
+                for var, val in zip(op.outputs, vals):
+                    self.consts[var.name] = val
                 continue
-            step = self._step(op, i, last_use, cache)
+            step = step_of[id(op)] = self._step(op, i, last_use, cache)
             self._unfused_steps.append(step)
             if id(op) in fused_at:
-                self.steps.append(self._fused_step(fused_at[id(op)], i))
+                self.steps.append(self._fused_step(fused_at[id(op)], i, step_of))
             elif id(op) not in folded:
                 self.steps.append(step)
         self._release_dead_values(ops, last_use)
@@ -142,14 +169,52 @@ class Plan:
         info.in_place = self._may_write_in_place(op, i, last_use)
         if op.blocks:
             info.blocks = [Plan(b, self.opset, self.fp16, self.function_name, cache, self.consts) for b in op.blocks]
+        if kern.prepare is not None:
+            args = self._prepared(kern, op, args, cache)
         return Step(kern.fn, info, args, outs)
 
-    def _fused_step(self, fusion, i):
+    def _prepared(self, kern, op, args, cache):
+        """The op's arguments with its constants as its kernel prepared them (registry ``prepare``);
+        a constant no other reader needs in its plain form is released."""
+        consts = {p: ref for p, kind, ref in args if kind == CONST}
+        if not consts:
+            return args
+        ready = kern.prepare(consts, op, self.fp16)
+        for p, value in consts.items():
+            if ready[p] is not value:
+                self._release_if_unread(op.inputs[p], cache)
+        return [(p, kind, ready[p] if kind == CONST else ref) for p, kind, ref in args]
+
+    def _const_readers(self, ops, block):
+        """(constant name -> how many op inputs of this block read it, names never released: the
+        constants a nested block reads or the block returns)."""
+        keep = {v.name for v in block.outputs}.union(*(nested_reads(op) for op in ops))
+        counts = {}
+        for op in ops:
+            if materialise.is_constant_op(op):
+                continue
+            for v in input_vars(op):
+                if v.op is not None and materialise.is_constant_op(v.op) and v.name not in keep:
+                    counts[v.name] = counts.get(v.name, 0) + 1
+        return counts, keep
+
+    def _release_if_unread(self, var, cache):
+        left = self._unprepared.get(var.name)
+        if left is None:
+            return
+        self._unprepared[var.name] = left - 1
+        if left == 1 and var.name in self.consts:
+            del self.consts[var.name]
+            if len(var.op.outputs) == 1:
+                cache.pop(id(var.op), None)
+
+    def _fused_step(self, fusion, i, step_of):
         info = OpInfo(fusion.at, i, self.opset)
         info.op_type = f"{fusion.label} ({'+'.join(op.op_type for op in fusion.ops)})"
         outs = [(fusion.output.name, _finalizer(info.out_dtypes[0], self.fp16, fusion.exact))]
         args = [(p, *self._ref(v)) for p, v in fusion.inputs.items()]
-        kernel = fusion.kernel
+        # a fusion without a kernel of its own runs its ops' steps (kernels and roundings) in chunks
+        kernel = fusion.kernel or fuse.ChunkedChain([step_of[id(op)] for op in fusion.ops], ENV, CONST)
         return Step(lambda a, _: kernel(a), info, args, outs)
 
     def _ref(self, v):
@@ -218,10 +283,10 @@ class Plan:
                 raise RuntimeError(f"MIL op {info.op_type} {info.name!r} (op #{info.position}) failed: {exc}") from exc
             if len(step.outs) == 1:
                 name, fin = step.outs[0]
-                env[name] = fin(out)
+                env[name] = fin(out, a)
             else:
                 for (name, fin), v in zip(step.outs, out):
-                    env[name] = fin(v)
+                    env[name] = fin(v, a)
             if trace is not None:
                 for name, _ in step.outs:
                     if traced_names is None or name in traced_names:

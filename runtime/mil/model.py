@@ -1,5 +1,8 @@
 """MilModel: the numpy ML Program interpreter behind runtime.load(backend='mil')."""
+import ctypes
+import gc
 import logging
+import os
 import time
 
 import numpy as np
@@ -14,6 +17,48 @@ log = logging.getLogger(__name__)
 COMPUTE_MODES = ("fp16", "fp32")
 
 
+# mallopt parameters (glibc's malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_KEEP_FREE_BYTES = 256 << 20
+
+
+def _tune_allocator():
+    """Let glibc keep freed memory for the next allocation instead of handing it back at once.
+
+    Every op allocates its output; glibc serves blocks above its mmap threshold (at most 32 MiB)
+    with fresh mmaps, and unmaps them on free, so a VAE's 56-220 MB activations were page-faulted
+    in (zeroed by the kernel, 4 KiB at a time) op after op: a full-size validation took 119 million
+    minor faults, 307 s of system time. From the heap, with up to 256 MiB kept free at its top,
+    the same blocks are reused. Affects the whole process (torch too); RUNTIME_MALLOC=default
+    leaves glibc as it is.
+    """
+    if _libc is None or os.environ.get("RUNTIME_MALLOC") == "default":
+        return
+    _libc.mallopt(_M_MMAP_MAX, 0)
+    _libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE_BYTES)
+
+
+def _release_program():
+    """Free the PyMIL program now: it is a web of reference cycles as big as the package (0.7 GB
+    for the base LM step) that only a full collection frees, and glibc keeps the freed pages
+    until asked (a full-size base LM step held 2.0 GiB after loading instead of 1.1)."""
+    gc.collect()
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+def _glibc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_libc = _glibc()
+_tune_allocator()
+
+
 class MilModel:
     """Runs one function of an ML Program op by op in numpy.
 
@@ -25,10 +70,11 @@ class MilModel:
 
     backend = "mil"
 
-    def __init__(self, function, inputs, outputs, states, compute="fp16", function_name=None):
+    def __init__(self, function, inputs, outputs, states, compute="fp16", function_name=None, strict_inputs=False):
         if compute not in COMPUTE_MODES:
             raise ValueError(f"compute must be 'fp16' or 'fp32', got {compute!r}")
         self.compute, self.function_name = compute, function_name
+        self.strict_inputs = strict_inputs  # True: the toolkit's own dtype check instead of Core ML's conversions
         self.inputs, self.outputs, self.states = inputs, outputs, states
         opset = int(function.opset_version.value) if function.opset_version is not None else 0
         self._plan = Plan(function, opset, compute == "fp16", function_name)
@@ -39,19 +85,21 @@ class MilModel:
         self._in_dtypes = {n: v.dtype for n, v in function.inputs.items()}
 
     @classmethod
-    def from_path(cls, path, function_name=None, compute="fp16"):
+    def from_path(cls, path, function_name=None, compute="fp16", strict_inputs=False):
         t0 = time.perf_counter()
         model, spec = loader.load_spec(path)
         program = loader.load_program(model, spec)
         name = function_name or _describe.default_function(spec)
         name, function = loader.pick_function(program, name)
         ins, outs, states = _describe.describe(spec, function_name if function_name else _describe.default_function(spec))
-        self = cls(function, ins, outs, states, compute, name)
+        self = cls(function, ins, outs, states, compute, name, strict_inputs)
+        del model, spec, program, function
+        _release_program()
         log.info("mil: loaded %s (function %s, %d ops) in %.2f s", path, name, len(self._plan.steps), time.perf_counter() - t0)
         return self
 
     @classmethod
-    def from_program(cls, program, function_name=None, compute="fp16"):
+    def from_program(cls, program, function_name=None, compute="fp16", strict_inputs=False):
         """Interpret an in-memory PyMIL program (e.g. built with mb.program)."""
         from ..describe import TensorDesc
         from coremltools.converters.mil.mil import types
@@ -66,7 +114,7 @@ class MilModel:
                 ins.append(TensorDesc(n, tuple(v.shape), types.nptype_from_builtin(v.dtype)))
         outs = [TensorDesc(v.name, tuple(v.shape) if v.shape else (), types.nptype_from_builtin(v.dtype), kind="output")
                 for v in function.outputs]
-        return cls(function, ins, outs, states, compute, name)
+        return cls(function, ins, outs, states, compute, name, strict_inputs)
 
     def new_state(self):
         return MilState(self.states, self.compute == "fp16")
@@ -77,7 +125,7 @@ class MilModel:
         ``return_intermediates``: True for every op output, or a collection of the names
         wanted (the others are released as the run goes, which matters for big programs).
         """
-        env = self._prepare(_describe.check_inputs(inputs, self.inputs, cast=False))
+        env = self._prepare(_describe.check_inputs(inputs, self.inputs, cast=False, strict=self.strict_inputs))
         if self.states:
             if state is None:
                 raise ValueError("this model has states: pass state=model.new_state()")
@@ -100,7 +148,8 @@ class MilModel:
             if np.dtype(d.dtype) != np.float16:
                 env[d.name] = np.array(v, dtype=d.dtype)
             elif self.compute == "fp16":
-                env[d.name] = fp16.round_to_fp16(v)  # always a new array
+                # float64 straight to fp16: through fp32 first would round twice
+                env[d.name] = v.astype(np.float16).astype(np.float32) if v.dtype == np.float64 else fp16.round_to_fp16(v)
             else:
                 env[d.name] = fp16.cast(v, np.float32) if v.dtype != np.float32 else v.copy()
         return env

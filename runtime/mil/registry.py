@@ -19,6 +19,10 @@ the executor needs to run it fast and safely; a new kernel never means an edit i
 - ``fresh``: the output is a new array nobody else references (an in-place write into it is safe).
 - ``in_place``: the name of the input the kernel may overwrite when the executor says it is dead
   after this op (``op.in_place``); the kernel then returns that array.
+- ``prepare``: ``(consts, pymil_op, fp16) -> consts``, called once when the op is compiled with its
+  constant arguments (name -> value); what it returns is what the kernel receives instead (weights
+  packed for a BLAS, in the precision the op computes in). A constant every reader of which was
+  prepared is released, so a weight is held once, in its prepared form.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -33,19 +37,20 @@ class Kernel:
     exact_when: "Callable | None" = None
     fresh: bool = False
     in_place: "str | None" = None
+    prepare: "Callable | None" = None
 
     def is_exact(self, op) -> bool:
         return self.exact or (self.exact_when is not None and bool(self.exact_when(op)))
 
 
-def kernel(*op_types, exact=False, exact_when=None, fresh=False, in_place=None):
+def kernel(*op_types, exact=False, exact_when=None, fresh=False, in_place=None, prepare=None):
     """Register ``fn`` as the kernel of each op type in ``op_types``, with its properties."""
 
     def register(fn):
         for name in op_types:
             if name in KERNELS:
                 raise ValueError(f"kernel for {name!r} registered twice")
-            KERNELS[name] = Kernel(fn, exact, exact_when, fresh, in_place)
+            KERNELS[name] = Kernel(fn, exact, exact_when, fresh, in_place, prepare)
         return fn
 
     return register

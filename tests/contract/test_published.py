@@ -4,7 +4,9 @@ import sys
 
 from checkpoint.fixture import make_config
 from contract.generation import generation_config
-from contract.published import COMPONENTS, declare as interfaces
+from contract.published import COMPONENTS, OPTIONAL, declare as interfaces
+from contract.sizes import model_sizes
+from contract.streaming import NAME as STREAM_DECODER, stream_decoder
 
 from tests.conftest import ROOT
 
@@ -30,7 +32,7 @@ PUBLISHED = {
 
 def test_full_size_declaration_is_the_published_interface():
     declared = interfaces(FULL)
-    assert declared.names == COMPONENTS
+    assert declared.required == COMPONENTS and declared.optional == OPTIONAL == (STREAM_DECODER,)
     for name, (inputs, outputs) in PUBLISHED.items():
         assert [(t.name, t.shape) for t in declared[name].inputs] == inputs, name
         assert [(t.name, t.shape) for t in declared[name].outputs] == outputs, name
@@ -41,6 +43,30 @@ def test_full_size_declaration_is_the_published_interface():
     assert declared["audio_vae_decoder"].outputs[0].flexible == {2: (4 * 1764, 2000 * 1764)}
     flexible = [t.name for c in declared for t in c.inputs + c.outputs if t.flexible]
     assert flexible == ["latent", "audio"]
+
+
+# VoxCPM 1.5's decoder (width 2048, rates 7, 7, 6, 3, 2): per block the transposed convolution's input
+# frame and the residual convolutions' 6, 18, 54 frames at half the width
+STREAM_CONTEXTS = [(64, 6)] + [shape for i in range(5) for shape in
+                               [(2048 >> i, 1), (1024 >> i, 6), (1024 >> i, 18), (1024 >> i, 54)]] + [(64, 6)]
+
+
+def test_streaming_decoder_declaration_at_full_size():
+    explicit = interfaces(FULL)[STREAM_DECODER]
+    contexts = [(f"ctx{i}", (1, c, f)) for i, (c, f) in enumerate(STREAM_CONTEXTS)]
+    assert [(t.name, t.shape) for t in explicit.inputs] == [("latent", (1, 64, 4))] + contexts
+    assert [(t.name, t.shape) for t in explicit.outputs] == [("audio", (1, 1, 7056))] + [
+        (f"out_{n}", shape) for n, shape in contexts]
+    assert explicit.carried.elements() == 159488 and not explicit.states
+    assert explicit.deployment_target == "macOS14" and explicit.kind == "stream_step"
+    stateful = stream_decoder(model_sizes(FULL), stateful=True)
+    assert [t.name for t in stateful.inputs] == ["latent"] and [t.name for t in stateful.outputs] == ["audio"]
+    assert [(t.name, t.shape) for t in stateful.states] == contexts and stateful.deployment_target == "macOS15"
+    # the FP32 reference build: fp32 I/O, but Core ML states are fp16 only
+    fp32 = stateful.with_float_dtype("fp32")
+    assert {t.dtype for t in fp32.inputs + fp32.outputs} == {"fp32"} and {t.dtype for t in fp32.states} == {"fp16"}
+    assert {t.dtype for t in explicit.with_float_dtype("fp32").inputs} == {"fp32"}
+    assert all(t.description for t in explicit.inputs + explicit.outputs + stateful.states)
 
 
 def test_generation_config_values():

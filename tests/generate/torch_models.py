@@ -22,6 +22,7 @@ class TorchModels:
         model = patch_model(load_voxcpm(checkpoint))
         self.layout = layout
         self.modules = {spec.name: build(spec, model) for spec in layout}
+        self.paths = dict.fromkeys(self.modules)  # what the steps may preload: every module is built
         self.calls, self.seconds, self.load_seconds = Counter(), Counter(), 0.0
 
     def load(self, component):

@@ -59,8 +59,12 @@ def test_wrong_shape_and_dtype_are_named(built):
         model.predict(feed)
     feed = _feed(model)
     feed["position"] = np.array([1.5], np.float32)
+    strict = runtime.load(path, backend="mil", strict_inputs=True)
     with pytest.raises(runtime.InputError, match="'position'.*integer"):
-        model.predict(feed)
+        strict.predict(feed)
+    # Core ML's own conversion (the default) truncates toward zero: 1.5 runs as position 1
+    as_one = dict(feed, position=np.array([1], np.int32))
+    np.testing.assert_array_equal(model.predict(feed)["hidden"], model.predict(as_one)["hidden"])
 
 
 def test_fp32_accepted_for_fp16_input(built):
@@ -83,12 +87,13 @@ def test_flexible_range_is_checked(built):
 
 
 def test_unknown_op_raises_naming_it():
+    """Every op of the iOS15-18 opsets has a kernel; a dialect op the converter lowers before saving does not."""
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4, 4, 4))])
     def prog(x):
         y = mb.relu(x=x)
-        return mb.space_to_depth(x=y, block_size=2, name="s2d_out")
+        return mb.torch_upsample_nearest_neighbor(x=y, output_height=8, output_width=8, name="up_out")
 
-    with pytest.raises(runtime.UnsupportedOpError, match=r"'space_to_depth'.*s2d_out.*op #"):
+    with pytest.raises(runtime.UnsupportedOpError, match=r"'torch_upsample_nearest_neighbor'.*up_out.*op #\d+ in function 'main'"):
         MilModel.from_program(prog)
 
 

@@ -42,3 +42,25 @@ def test_cast_to_the_same_dtype_is_free_and_rounding_is_a_new_array():
     rounded = fp16.round_to_fp16(x)
     assert not np.shares_memory(rounded, x)
     np.testing.assert_array_equal(fp16.cast(np.arange(5000, dtype=np.int64), np.int32), np.arange(5000, dtype=np.int32))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@pytest.mark.parametrize("size", [10, 100_000, 1_200_000])  # numpy; torch, one chunk; several chunks
+def test_rounding_in_place_is_bit_for_bit_and_writes_into_the_array(size):
+    for layout, x in _arrays(size).items():
+        want = x.astype(np.float16).astype(np.float32)
+        owned = np.array(x, order="F" if layout == "transposed" else "C")
+        rounded = fp16.round_to_fp16(owned, in_place=True)
+        _same_bits(rounded, want)
+        if size >= fp16._TORCH_MIN_SIZE:
+            assert rounded is owned, f"{layout}: a new array instead of rounding in place"
+
+
+def test_rounding_in_place_leaves_arrays_it_cannot_own_alone():
+    x = np.linspace(0, 1, 30_000, dtype=np.float32)
+    before = x.copy()
+    for view in (x[::3], x.reshape(3, -1)[:, 1:], np.broadcast_to(x, (2, x.size))):
+        rounded = fp16.round_to_fp16(view, in_place=True)
+        assert not np.shares_memory(rounded, x)
+        _same_bits(rounded, np.asarray(view).astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(x, before)

@@ -1,8 +1,11 @@
 """Peephole fusions (runtime/mil/fuse.py): same values as the unfused ops, and only where safe."""
+import tracemalloc
+
 import numpy as np
 import pytest
 import coremltools as ct
 from coremltools.converters.mil import Builder as mb
+from coremltools.converters.mil.mil import types
 
 from runtime.mil import MilModel
 from runtime.mil.fuse import grouped_matmul
@@ -123,3 +126,66 @@ def test_converted_decoder_is_fused_and_matches_its_trace(built):
     for name, value in out.items():
         np.testing.assert_allclose(fused[name], value, rtol=1e-5, atol=1e-5)
 
+
+
+# --- elementwise chains ------------------------------------------------------------------------
+
+C, T = 8, 70_000  # 560k elements: several chunks along T
+
+
+def _snake_program(shape=(1, C, T), read_twice=False, break_with=None):
+    """Snake as the VAE converts it: x + 1/alpha * sin(alpha * x)^2, per-channel alpha, fp16."""
+    rng = np.random.default_rng(0)
+    alpha = (0.5 + rng.random((1, shape[1], 1))).astype(np.float16)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape, dtype=types.fp16)], opset_version=ct.target.iOS17)
+    def prog(x):
+        a = mb.mul(x=alpha, y=x)
+        s = mb.sin(x=a)
+        if break_with == "softmax":  # not elementwise: splits the run in two
+            s = mb.softmax(x=s, axis=-1)
+        p = mb.pow(x=s, y=np.float16(2.0))
+        m = mb.mul(x=(1 / alpha).astype(np.float16), y=p)
+        out = mb.add(x=x, y=m)
+        return (out, mb.reduce_max(x=s, axes=[-1])) if read_twice else out
+
+    return prog
+
+
+def _chain_labels(model):
+    return [label for label in _labels(model) if label.startswith("elementwise chain")]
+
+
+def test_an_elementwise_chain_runs_in_chunks_and_equals_the_unfused_ops_bit_for_bit():
+    model = MilModel.from_program(_snake_program(), compute="fp16")
+    assert _chain_labels(model) == ["elementwise chain (mul+sin+pow+mul+add)"]
+    x = np.random.default_rng(1).standard_normal((1, C, T)).astype(np.float32)
+    name = model.outputs[0].name
+    fused = model.predict({"x": x})[name]
+    unfused = model.trace({"x": x}, names=[name])[name]
+    assert np.array_equal(fused.view(np.uint16), unfused.astype(np.float16).view(np.uint16))
+
+
+def test_elementwise_chains_stop_at_a_value_read_elsewhere_and_at_other_ops():
+    read_twice = MilModel.from_program(_snake_program(shape=(1, 4, 64), read_twice=True), compute="fp16")
+    # sin's output is read twice: it ends one chain (it is materialised) and the next starts after it
+    assert _chain_labels(read_twice) == ["elementwise chain (mul+sin)", "elementwise chain (pow+mul+add)"]
+    split = MilModel.from_program(_snake_program(shape=(1, 4, 64), break_with="softmax"), compute="fp16")
+    assert _chain_labels(split) == ["elementwise chain (mul+sin)", "elementwise chain (pow+mul+add)"]
+    for model in (read_twice, split):
+        x = {"x": np.random.default_rng(2).standard_normal((1, 4, 64)).astype(np.float32)}
+        fused, unfused = model.predict(x), model.trace(x)
+        for name, value in fused.items():
+            np.testing.assert_array_equal(value, unfused[name].reshape(value.shape))
+
+
+def test_a_chunked_chain_holds_one_output_not_one_array_per_op():
+    model = MilModel.from_program(_snake_program(), compute="fp32")
+    x = np.random.default_rng(3).standard_normal((1, C, T)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        model._plan.run({"x": x})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * x.nbytes, f"peak {peak / x.nbytes:.1f}x the input: intermediates are whole arrays"

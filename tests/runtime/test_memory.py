@@ -1,11 +1,17 @@
-"""The interpreter releases each intermediate after its last reader (a VAE decoder held ~10 GB otherwise)."""
+"""Memory: intermediates released after their last reader (a VAE decoder held ~10 GB otherwise), the program freed after loading, freed blocks reused."""
+import ctypes
+import gc
+import resource
 import tracemalloc
 
 import numpy as np
+import pytest
 import coremltools as ct
 from coremltools.converters.mil import Builder as mb
+from coremltools.converters.mil.mil import Program
 
 from runtime.mil import MilModel
+from runtime.mil import model as model_module
 
 N = 1 << 20  # 4 MiB of fp32 per intermediate
 LINKS = 12
@@ -66,3 +72,35 @@ def test_a_value_read_two_blocks_down_is_not_released_early():
     model = MilModel.from_program(nested, compute="fp32")
     out = model.predict({"x": np.arange(4, dtype=np.float32), "p": np.ones(1, np.float32)})
     np.testing.assert_array_equal(next(iter(out.values())), [1, 3, 5, 7])
+
+
+def test_loading_frees_the_program_it_read(built):
+    # the PyMIL program is reference cycles as big as the package: freed only by a full collection
+    _, path = built("decoder_trace")
+    gc.collect()
+    gc.disable()  # only the loader's own collection may free it
+    try:
+        model = MilModel.from_path(path)
+        alive = [o for o in gc.get_objects() if isinstance(o, Program)]
+    finally:
+        gc.enable()
+    assert model._plan.steps and not alive, "the PyMIL program outlived loading"
+
+
+@pytest.mark.skipif(model_module._libc is None, reason="glibc only")
+def test_a_big_freed_block_is_reused_not_faulted_in_again():
+    # 64 MiB, the size of a VAE activation: glibc would mmap it afresh, 16k page faults a time
+    size = 64 << 20
+    libc = model_module._libc
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+
+    def faults_of_one_block():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = libc.malloc(size)
+        ctypes.memset(block, 1, size)
+        libc.free(block)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    faults_of_one_block()
+    assert faults_of_one_block() < size // 4096 // 10, "a freed block was handed back and faulted in again"

@@ -361,12 +361,46 @@ def test_scatter_does_not_modify_a_live_input():
 
 # ---- layout -----------------------------------------------------------------
 
-def test_reshape_zero_copies_dimension_on_ios17():
+def test_reshape_zero_aligns_from_the_right_on_ios17():
+    """iOS17+: each 0 copies the x dim aligned from the right, 1 where none lines up (the definition's
+    example (2, 50) + [1, 0, -1, 0] -> (1, 1, 2, 50)); iOS15/16 copy the same position."""
     x = rand(2, 3, 4)
     (got,) = run_program([("x", x.shape, types.fp32)], lambda v: mb.reshape(x=v, shape=[0, -1]), {"x": x})
-    assert got.shape == (2, 12)
-    np.testing.assert_array_equal(got, x.reshape(2, 12))
-    check_op(lambda v: mb.reshape(x=v, shape=[0, 4, 3]), x)
+    assert got.shape == (3, 8)  # the 0 lines up with x's 3, not its leading 2
+    np.testing.assert_array_equal(got, x.reshape(3, 8))
+    check_op(lambda v: mb.reshape(x=v, shape=[0, -1]), x)
+    y = rand(2, 50)
+    (got,) = run_program([("y", y.shape, types.fp32)], lambda v: mb.reshape(x=v, shape=[1, 0, -1, 0]), {"y": y})
+    assert got.shape == (1, 1, 2, 50)
+    check_op(lambda v: mb.reshape(x=v, shape=[1, 0, -1, 0]), y)
+    for opset in (ct.target.iOS16, ct.target.iOS17):
+        (got,) = run_program([("x", x.shape, types.fp32)], lambda v: mb.reshape(x=v, shape=[0, -1, 2]), {"x": x}, opset)
+        assert got.shape == (2, 6, 2)  # same length as rank: the same position on every opset
+        check_op(lambda v: mb.reshape(x=v, shape=[0, -1, 0]), x, opset=opset)
+
+
+def test_thresholded_relu_keeps_x_at_alpha():
+    x = np.array([0.5, 0.49999997, 1.0, -2.0], np.float32)
+    got = check_op(lambda v: mb.thresholded_relu(x=v, alpha=0.5), x)[0]
+    np.testing.assert_array_equal(got, [0.5, 0, 1.0, 0])  # x >= alpha: the boundary value passes
+
+
+def test_squeeze_keeps_listed_axes_that_are_not_one():
+    x = rand(2, 1, 3, 1)
+    (got,) = run_program([("x", x.shape, types.fp32)], lambda v: mb.squeeze(x=v, axes=[0, 1, -1]), {"x": x})
+    assert got.shape == (2, 3)  # axis 0 (size 2) stays; numpy (and value_inference) would raise
+    np.testing.assert_array_equal(got, torch.from_numpy(x).squeeze((0, 1, -1)).numpy())
+
+
+def test_instance_norm_gamma_beta_vs_coremltools_example_and_torch():
+    x = np.array([[[[-16.0, 13.0], [11.0, 16.0]], [[13.0, 15.0], [13.0, 9.0]], [[-9.0, 4.0], [-6.0, 3.0]]],
+                  [[[-5.0, 1.0], [12.0, 3.0]], [[0.0, 9.0], [2.0, -8.0]], [[2.0, 5.0], [10.0, 0.0]]]], np.float32)
+    g, b = np.array([-9.0, 3.2, 1.3], np.float32), np.array([-0.8, 3.4, 1.2], np.float32)
+    (got,) = run_program([("x", x.shape, types.fp32)],
+                         lambda v: mb.instance_norm(x=v, gamma=g, beta=b, epsilon=np.float32(1e-2)), {"x": x})
+    np.testing.assert_allclose(got[0, 0], [[14.63721807, -5.71184211], [-4.30845865, -7.8169173]], rtol=1e-5)
+    ref = F.instance_norm(torch.from_numpy(x), weight=torch.from_numpy(g), bias=torch.from_numpy(b), eps=1e-2).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_slicing_vs_value_inference():
@@ -498,3 +532,94 @@ def test_in_place_scatter_never_changes_a_passthrough_output(passthrough):
                                    ("u", upd.shape, types.fp32)], body, {"d": data, "i": idx, "u": upd})
     np.testing.assert_array_equal(same, data)
     np.testing.assert_array_equal(scattered[2], upd[0])
+
+
+def _lrn_reference(x, size, alpha, beta, k):
+    """Channel by channel over axis -3; the window c - size//2 .. c + (size-1)//2 (torch's)."""
+    out, sq, c_n = np.empty_like(x), x.astype(np.float64) ** 2, x.shape[-3]
+    for c in range(c_n):
+        lo, hi = max(0, c - size // 2), min(c_n, c + (size - 1) // 2 + 1)
+        out[..., c, :, :] = x[..., c, :, :] / (k + alpha / size * sq[..., lo:hi, :, :].sum(axis=-3)) ** beta
+    return out
+
+
+@pytest.mark.parametrize("shape", [(5, 4, 3), (2, 6, 3, 4), (2, 3, 5, 3, 2)])
+@pytest.mark.parametrize("size", [2, 3, 5])
+def test_local_response_norm_over_axis_minus_3(shape, size):
+    x = rand(*shape)
+    (got,) = run_program([("x", x.shape, types.fp32)],
+                         lambda v: mb.local_response_norm(x=v, size=size, alpha=0.01, beta=0.75, k=2.0), {"x": x})
+    np.testing.assert_allclose(got, _lrn_reference(x, size, 0.01, 0.75, 2.0), rtol=1e-5, atol=1e-6)
+    if x.ndim == 4:  # where axis -3 is axis 1: torch's LocalResponseNorm
+        want = F.local_response_norm(torch.from_numpy(x), size, alpha=0.01, beta=0.75, k=2.0).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_local_response_norm_coremltools_example():
+    """coremltools' rank-3 example (1, 3, 2): axis -3 has size 1, so each value is normalised by itself;
+    torch's axis 1 (3 channels) gives other values."""
+    x = np.array([[[1.0, -7.0], [5.0, -6.0], [-3.0, -5.0]]], np.float32)
+    (got,) = run_program([("x", x.shape, types.fp32)], lambda v: mb.local_response_norm(x=v, size=2), {"x": x})
+    np.testing.assert_allclose(got, [[[0.99996257, -6.98716545], [4.99531746, -5.99191284],
+                                      [-2.99898791, -4.99531746]]], rtol=1e-6)
+    assert not np.allclose(got, F.local_response_norm(torch.from_numpy(x), 2).numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["linear", "lut"])
+def test_conv_quantized_vs_conv_with_the_decoded_weight(kind):
+    x = rand(1, 4, 9)
+    wq = RNG.integers(0, 16 if kind == "lut" else 256, (6, 4, 3)).astype(np.uint8)
+    if kind == "linear":
+        scale, bias = rand(6, lo=0.01, hi=0.05), rand(6, lo=-1, hi=1)
+        w = wq.astype(np.float32) * scale[:, None, None] + bias[:, None, None]
+    else:
+        scale, bias = rand(16), np.zeros(1, np.float32)
+        w = scale[wq]
+    (got,) = run_program([("x", x.shape, types.fp32)],
+                         lambda v: mb.conv_quantized(x=v, weight=wq, quantization_type=kind, nbits=8 if kind == "linear" else 4,
+                                                     quant_scale=scale, quant_bias=bias), {"x": x}, ct.target.iOS15)
+    np.testing.assert_allclose(got, F.conv1d(torch.from_numpy(x), torch.from_numpy(w)).numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_linear_activation_threshold_reduce_log_sum_reshape_like():
+    x = rand(2, 3, 4, lo=0.1, hi=2.0)
+    check_op(lambda v: mb.linear_activation(x=v, alpha=1.5, beta=-0.25), x)
+    check_op(lambda v: mb.threshold(x=v, alpha=0.7), x)
+    check_op(lambda v: mb.reduce_log_sum(x=v, axes=[1], keep_dims=True), x, rtol=1e-5)
+    ref = rand(4, 6)
+    (got,) = run_program([("x", x.shape, types.fp32), ("r", ref.shape, types.fp32)],
+                         lambda v, r: mb.reshape_like(x=v, ref_tensors=(r,), begins=[0], ends=[2], end_masks=[True]),
+                         {"x": x, "r": ref}, ct.target.iOS16)
+    np.testing.assert_array_equal(got, x.reshape(4, 6))
+
+
+def test_const_symbolic_is_a_constant():
+    (got,) = run_program([("x", (2, 6), types.fp32)],
+                         lambda v: mb.reshape(x=v, shape=mb._const_symbolic(val=np.array([3, 4], np.int32))),
+                         {"x": np.arange(12, dtype=np.float32).reshape(2, 6)})
+    np.testing.assert_array_equal(got, np.arange(12).reshape(3, 4))
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_fp16_conv_accumulates_in_fp32_and_rounds_once(transpose):
+    """fp16 x and weights: the output is exact arithmetic on those fp16 values rounded once to fp16
+    (Core ML's CPU computes in fp32; fp16 accumulation is the GPU's opt-in), in all but a few elements
+    where the fp32 sum sits on a rounding boundary (1 ulp). An fp16 accumulator is far off."""
+    x = rand(1, 8, 11, 11).astype(np.float16)
+    w = (rand(8, 6, 3, 3) * 0.3).astype(np.float16) if transpose else (rand(6, 8, 3, 3) * 0.3).astype(np.float16)
+    f = mb.conv_transpose if transpose else mb.conv
+    (got,) = run_program([("x", x.shape, types.fp16)], lambda v: f(x=v, weight=w, pad_type="custom", pad=[1] * 4),
+                         {"x": x}, compute="fp16")
+    tf = F.conv_transpose2d if transpose else F.conv2d
+    exact = tf(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)), None, 1, 1).numpy()
+    once = exact.astype(np.float16)
+    assert got.dtype == np.float16
+    ulp = np.spacing(np.maximum(np.abs(once), np.float16(2 ** -10)))
+    assert np.all(np.abs(got.astype(np.float64) - once) <= ulp)
+    assert np.mean(got != once) < 0.005
+    if not transpose:  # negative control: rounding every partial sum to fp16
+        cols = F.unfold(F.pad(torch.from_numpy(x.astype(np.float64)), (1, 1, 1, 1)), 3).numpy()[0]
+        acc = np.zeros((6, cols.shape[1]), np.float16)
+        for k, wk in enumerate(w.reshape(6, -1).T.astype(np.float64)):
+            acc = (acc.astype(np.float64) + (wk[:, None] * cols[k][None]).astype(np.float16)).astype(np.float16)
+        assert np.mean(acc.reshape(once.shape) != once) > 0.3

@@ -63,6 +63,21 @@ class DroppedWrite(torch.nn.Module):
         return (*outputs[: len(outputs) - len(caches)], *caches)
 
 
+class ContextsNotCarried(torch.nn.Module):
+    """A streaming decoder that ignores the contexts it is handed (zeros instead): every call restarts."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, latent, *contexts):
+        return self.inner(latent, *[torch.zeros_like(c) for c in contexts])
+
+
+def contexts_not_carried(checkpoint: Path, component: str):
+    return lambda path: _convert(checkpoint, component, ContextsNotCarried, path)
+
+
 def baked_position(checkpoint: Path, component: str):
     return lambda path: _convert(checkpoint, component, BakedPosition, path)
 

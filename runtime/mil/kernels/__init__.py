@@ -1,2 +1,5 @@
 """Importing this package registers every kernel."""
-from . import control, conv, elementwise, linalg, norm, reduce, scatter_gather, state, tensor  # noqa: F401
+from . import (  # noqa: F401
+    classify, control, conv, elementwise, image, layout, linalg, lists, nms, norm, pool, quantization, random_ops,
+    recurrent, reduce, sampling, scatter_gather, state, tensor,
+)

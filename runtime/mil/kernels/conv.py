@@ -96,3 +96,19 @@ def conv_transpose(a, op):
         grow = [(0, 0), (0, 0)] + [(0, o - s) for o, s in zip(out_shape, y.shape[2:])]
         y = np.pad(y, grow)
     return y
+
+
+@kernel("conv_quantized")
+def conv_quantized(a, op):
+    """conv with a uint8 weight: "linear" W = W_q * quant_scale + quant_bias, "lut" W = quant_scale[W_q]
+    (quant_scale the table), scale/bias per output channel or scalar. (Experimental in coremltools;
+    only its neural-network backend emits it.)"""
+    wq = np.asarray(a["weight"])
+    scale = np.asarray(a["quant_scale"], F32)
+    if a["quantization_type"] == "lut":
+        w = scale.reshape(-1)[wq.astype(np.int64)]
+    else:
+        shape = (-1,) + (1,) * (wq.ndim - 1)
+        bias = np.asarray(a["quant_bias"], F32)
+        w = wq.astype(F32) * (scale.reshape(shape) if scale.size > 1 else scale) + (bias.reshape(shape) if bias.size > 1 else bias)
+    return conv(dict(a, weight=w), op)

@@ -230,7 +230,7 @@ def clamped_relu(a, op):
 @kernel("thresholded_relu")
 def thresholded_relu(a, op):
     x = f32(a["x"])
-    return np.where(x > F32(a.get("alpha", 1.0)), x, 0).astype(F32)
+    return np.where(x >= F32(a.get("alpha", 1.0)), x, 0).astype(F32)  # x itself at x == alpha (the definition)
 
 
 @kernel("softplus_parametric")

@@ -1,19 +1,118 @@
-"""linear / matmul / einsum, via BLAS (np.matmul on fp32)."""
-import numpy as np
+"""linear / matmul / einsum: linear through torch's BLAS (fp16 weights where the CPU multiplies fp16), else numpy's.
 
+Why torch for linear: conv and the fp16 casts already run in torch, on its OpenMP threads. numpy's
+OpenBLAS has a thread pool of its own whose threads spin for a while after every call; on 2 cores
+each pool then waits for the core the other one holds. Linear through torch uses the same BLAS
+(MKL) and threads as torch eager, the reference the interpreter is measured against.
+
+Why fp16 weights: an fp16 program's linear reads fp16 inputs and an fp16 weight and writes an fp16
+output; where torch multiplies fp16 matrices in hardware (x86 with AVX512-FP16 or AMX-FP16,
+through oneDNN, accumulating in fp32) the weight is kept in fp16: half the memory (a full-size
+base LM step holds 0.7 GB instead of 1.4 GB) and half the bytes read per call. The result differs
+from the fp32 product rounded to fp16 by the order of the fp32 sums only (one fp16 step on ~0.2 %
+of the outputs). Elsewhere, and in fp32 compute mode, weights stay fp32.
+
+Why one thread for a product of few rows (at most ONE_THREAD_ROWS: every linear of the LM steps,
+locdit_step and feat_encoder): it reads each weight once and is bound by memory, which one core
+nearly saturates; a second OpenMP thread only adds a barrier, and on 2 shared cores the thread
+often waits for a core. Measured on this machine at load average 11, medians of 30 calls:
+[18, 1024] x [4096, 1024] fp16 13.4 ms on one thread, 30.2 ms on two; [18, 1024] x [128, 1024]
+0.10 ms on one thread, 24.0 ms on two. oneDNN's fp16 products are the same bits on one thread as on
+two; MKL's fp32 products of 2-32 rows may sum in another order (fp32 rounding, far below fp16's).
+"""
+import os
+import warnings
+
+import numpy as np
+from coremltools.converters.mil.mil import types
+
+from ... import fp16
 from ..registry import kernel
 from ._util import f32, flag
 
+try:
+    import torch as _torch
+except ImportError:  # pragma: no cover - torch only speeds things up here
+    _torch = None
 
-@kernel("linear", fresh=True)
+
+def _cpu_multiplies_fp16():
+    """True on CPUs where torch's fp16 matmul is oneDNN's hardware kernel (fp32 accumulation).
+
+    Elsewhere torch falls back to a generic fp16 GEMM many times slower than fp32.
+    RUNTIME_FP16_GEMM=0/1 overrides (tests, measurements).
+    """
+    override = os.environ.get("RUNTIME_FP16_GEMM")
+    if override is not None:
+        return override == "1" and _torch is not None
+    if _torch is None or not _torch.backends.mkldnn.is_available():
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_fp16" in flags or "amx_fp16" in flags
+
+
+FP16_GEMM = _cpu_multiplies_fp16()
+ONE_THREAD_ROWS = 256
+
+
+def _prepare_linear(consts, op, fp16_mode):
+    """Weight (and bias) as torch tensors, once: fp16 when the op computes in fp16 (see above)."""
+    w, b = consts.get("weight"), consts.get("bias")
+    if _torch is None or not isinstance(w, np.ndarray):
+        return consts
+    half = (fp16_mode and FP16_GEMM and op.inputs["x"].dtype == types.fp16
+            and op.outputs[0].dtype == types.fp16)
+    ready = dict(consts)
+    ready["weight"] = _packed(w, half)
+    if isinstance(b, np.ndarray):
+        ready["bias"] = _packed(b, half)
+    return ready
+
+
+def _packed(value, half):
+    value = np.ascontiguousarray(value, dtype=np.float32)
+    return _tensor(fp16.cast(value, np.float16) if half else value)
+
+
+@kernel("linear", fresh=True, prepare=_prepare_linear)
 def linear(a, op):
-    x, w = f32(a["x"]), a["weight"]  # weight [out, in], kept fp32 by the constant loader
-    # 2-D matmul so numpy makes a single GEMM/GEMV call for any batch shape
-    y = np.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
-    b = a.get("bias")
-    if b is not None:
-        y += b
-    return y
+    x, w, b = f32(a["x"]), a["weight"], a.get("bias")  # weight [out, in]
+    if _torch is None:
+        # 2-D matmul so numpy makes a single GEMM/GEMV call for any batch shape
+        y = np.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
+        if b is not None:
+            y += b
+        return y
+    w = w if isinstance(w, _torch.Tensor) else _tensor(w)
+    if x.size // max(x.shape[-1], 1) <= ONE_THREAD_ROWS:
+        with fp16.one_thread():
+            return _torch_linear(x, w, b)
+    return _torch_linear(x, w, b)
+
+
+def _torch_linear(x, w, b):
+    if w.dtype == _torch.float16:  # x holds fp16 values in fp16 mode: narrowing it is exact
+        b = b if b is None or isinstance(b, _torch.Tensor) else _tensor(fp16.cast(f32(b), np.float16))
+        y = _torch.nn.functional.linear(_tensor(fp16.cast(x, np.float16)), w, b)
+        return fp16.cast(y.numpy(), np.float32)
+    b = b if b is None or isinstance(b, _torch.Tensor) else _tensor(f32(b))
+    return _torch.nn.functional.linear(_tensor(x), w, b).numpy()
+
+
+def _tensor(v):
+    """A torch view of a numpy array (no copy, also of read-only constants, which nobody writes)."""
+    v = np.asarray(v)
+    if any(s < 0 for s in v.strides):
+        v = np.ascontiguousarray(v)
+    if v.flags.writeable:
+        return _torch.from_numpy(v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "The given NumPy array is not writable"
+        return _torch.from_numpy(v)
 
 
 @kernel("matmul", fresh=True)

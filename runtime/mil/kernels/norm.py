@@ -82,3 +82,21 @@ def sdpa(a, op):
         mask = np.asarray(mask)
         s = np.where(mask, s, F32(-np.inf)) if mask.dtype == bool else s + f32(mask)
     return np.matmul(_softmax(s, -1), v)
+
+
+@kernel("local_response_norm")
+def local_response_norm(a, op):
+    """x / (k + alpha/size * sum of x^2 over ``size`` channels)^beta, the window running from
+    c - size//2 to c + (size-1)//2 (torch's). The channel axis is -3, the neural-network LRN
+    layer's: coremltools' own rank-3 example ((1, 3, 2), fp32 tolerance) normalises each element by
+    itself alone, i.e. over an axis of size 1; at rank 4 this is axis 1, as the definition says."""
+    import torch
+    import torch.nn.functional as F
+
+    x = f32(a["x"])
+    lead, c = int(np.prod(x.shape[:-3], dtype=np.int64)), x.shape[-3]
+    flat = np.ascontiguousarray(x.reshape(lead, c, -1))
+    with torch.no_grad():
+        y = F.local_response_norm(torch.from_numpy(flat), int(a["size"]), float(a.get("alpha", 1e-4)),
+                                  float(a.get("beta", 0.75)), float(a.get("k", 1.0)))
+    return y.numpy().reshape(x.shape)

@@ -14,10 +14,19 @@ IOS17 = 8  # ct.target.iOS17 as an int
 
 @kernel("reshape", exact=True)
 def reshape(a, op):
-    x, shape = a["x"], ints(a["shape"])
-    if op.opset >= IOS17:
-        # iOS17+: a 0 copies the input dimension at the same position
-        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    """A 0 in ``shape`` copies a dimension of x. iOS15/16: only when len(shape) == rank(x), from the
+    same position. iOS17+: aligned from the right (shape[i] <-> x.shape[i - len(shape) + rank]),
+    and 1 where no dimension lines up: x (2, 50), shape [1, 0, -1, 0] -> (1, 1, 2, 50)."""
+    x, shape = np.asarray(a["x"]), ints(a["shape"])
+    if 0 in shape:
+        if op.opset >= IOS17:
+            lead = x.ndim - len(shape)
+            shape = [(x.shape[i + lead] if i + lead >= 0 else 1) if s == 0 else s for i, s in enumerate(shape)]
+        elif len(shape) == x.ndim:
+            shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+        else:
+            raise ValueError(f"reshape {op.name!r}: a 0 in shape {shape} needs len(shape) == rank(x) = {x.ndim} "
+                             "before iOS17")
     return np.reshape(x, shape)
 
 
@@ -38,9 +47,12 @@ def transpose(a, op):
 
 @kernel("squeeze", exact=True)
 def squeeze(a, op):
-    x = a["x"]
+    """Listed axes whose size is not 1 are kept, as torch.squeeze does (the definition's words)."""
+    x = np.asarray(a["x"])
     axes = axes_of(a, "axes", x.ndim)
-    return np.squeeze(x, axis=axes) if axes is not None else np.squeeze(x)
+    if axes is None:
+        return np.squeeze(x)
+    return np.squeeze(x, axis=tuple(ax for ax in axes if x.shape[ax] == 1))
 
 
 @kernel("expand_dims", exact=True)
