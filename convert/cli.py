@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "OUT/constants_bin/ and OUT/manifest.json. Components whose inputs are "
                                            "unchanged are skipped.")
     cli.add_model(parser)
+    cli.add_lora(parser)
     parser.add_argument("--precision", default="int8",
                         help="fp16, int8 or all (= fp16 and int8; default int8), or fp32: a reference build for "
                              "parity checks (not for apps), FP32 compute and fp32 I/O, written to OUT/fp32/")
@@ -46,17 +47,20 @@ def parse_settings(argv):
 
     args = build_parser().parse_args(argv)
     (layout,) = cli.layouts(args.layout)
+    adapter, adapter_config = cli.lora(args)
     return Settings(model=args.model, out=Path(args.out), precisions=cli.precisions(args.precision),
                     components=_components(args, layout), revision=args.revision, force=args.force,
-                    layout=layout)
+                    layout=layout, lora=adapter, lora_config=adapter_config)
 
 
 def convert(settings) -> int:
     from .pipeline import run, summary
 
     start = time.time()
-    rows = run(settings)
+    rows, notes = run(settings)
     print(summary(rows, time.time() - start))
+    for note in notes:
+        print(note)
     print(f"output: {settings.out}")
     return 0
 

@@ -17,10 +17,12 @@ LICENSE = "Apache-2.0 for the conversion; the weights keep the license of the ch
 COMPILE_SKIPPED = "compile skipped: needs macOS"
 
 
-def describe(mlmodel, spec: ComponentSpec, precision: str, layout: str, source: str, version: str) -> None:
-    """Write the declaration's descriptions and the package metadata into `mlmodel`'s spec."""
+def describe(mlmodel, spec: ComponentSpec, precision: str, layout: str, source: str, version: str,
+             adapter: str | None = None) -> None:
+    """Write the declaration's descriptions and the package metadata into `mlmodel`'s spec (`adapter`: the
+    LoRA adapter merged into the weights, by file name and sha256)."""
     mlmodel.short_description = f"{spec.description} ({precision} weights)"
-    mlmodel.author = AUTHOR.format(source=source)
+    mlmodel.author = AUTHOR.format(source=source + (f" + LoRA {adapter}" if adapter else ""))
     mlmodel.license = LICENSE
     mlmodel.version = version
     for tensor in spec.inputs:
@@ -34,6 +36,8 @@ def describe(mlmodel, spec: ComponentSpec, precision: str, layout: str, source: 
     meta["voxcpm.component"], meta["voxcpm.precision"], meta["voxcpm.layout"] = spec.name, precision, layout
     if spec.notes:
         meta["voxcpm.notes"] = spec.notes
+    if adapter:
+        meta["voxcpm.lora"] = adapter
 
 
 def save(mlmodel, final: Path) -> Path:

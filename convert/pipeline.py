@@ -1,4 +1,9 @@
-"""The whole conversion: checkpoint -> the layout's packages under OUT, constants, manifest.
+"""The whole conversion: checkpoint (+ LoRA adapter) -> the layout's packages under OUT, constants, manifest.
+
+An adapter (`checkpoint.lora`) is checked before anything is written and merged into the FP32
+weights before patching (W + alpha/r · B·A, the projections in OUT/constants too), so the
+artifacts are a plain conversion of the merged model; every inputs key holds the adapter's sha256
+and settings, so that nothing built from the base alone or from another adapter is reused.
 
 Memory: the model is loaded once (3.2 GB fp32 at full size) only if something must be built;
 components are converted one at a time in the layout's order, and each part of the model is
@@ -41,6 +46,8 @@ class Settings:
     force: bool = False
     max_context: int = MAX_CONTEXT
     layout: str = DEFAULT_LAYOUT
+    lora: str | None = None               # a LoRA adapter (file or folder) merged into the model
+    lora_config: str | None = None        # its settings (training YAML or JSON); None: read from its keys
 
 
 @dataclass
@@ -62,14 +69,31 @@ class Context:
     manifest: Manifest
     rows: list = field(default_factory=list)
     model: object = None
+    adapter: object = None                # checkpoint.lora.Adapter, or None
+    adapter_sha256: str | None = None
+    notes: list = field(default_factory=list)   # lines for the end of the summary
 
     def key(self, component: str, precision: str) -> str:
         return inputs_key(self.weights, self.toolkit, component=component, precision=precision,
-                          max_context=self.settings.max_context, **self._layout_setting())
+                          max_context=self.settings.max_context, **self._layout_setting(), **self._adapter_setting())
+
+    def constants_key(self) -> str:
+        return inputs_key(self.weights, self.toolkit, component=CONSTANTS, max_context=self.settings.max_context,
+                          **self._adapter_setting())
 
     def _layout_setting(self) -> dict:
         # the published layout's keys stay what they were before layouts existed: no needless rebuilds
         return {} if self.settings.layout == DEFAULT_LAYOUT else {"layout": self.settings.layout}
+
+    def _adapter_setting(self) -> dict:
+        # without an adapter the keys stay what they were: a base conversion is not redone
+        if self.adapter is None:
+            return {}
+        return {"adapter": {"sha256": self.adapter_sha256, "config": self.adapter.settings.fields}}
+
+    def adapter_entry(self) -> dict:
+        """What each artifact's manifest entry says of the adapter merged into it."""
+        return {} if self.adapter is None else {"adapter_sha256": self.adapter_sha256}
 
     def name(self, component: str, precision: str) -> str:
         return artifacts.artifact_key(precision, component, self.settings.layout)
@@ -94,16 +118,39 @@ def prepare_out(out: Path, layout: str) -> Path:
     return out
 
 
-def open_context(settings: Settings) -> Context:
-    from checkpoint.loading import config_dict, resolve_source
+def open_adapter(lora: str | None, lora_config: str | None, checkpoint: Path, raw_config: dict):
+    """(the adapter checked against the base checkpoint, its sha256), or (None, None) without one; a bad
+    adapter is a LoRAError (one line). Validation opens it the same way."""
+    if lora is None:
+        return None, None
+    from checkpoint.lora import open_adapter as open_lora
 
-    out = prepare_out(settings.out, settings.layout)
+    from .hashing import file_sha256
+
+    adapter = open_lora(lora, lora_config, checkpoint, raw_config["audio_vae_config"]["sample_rate"],
+                        weights_of=weights_sha256)
+    return adapter, file_sha256(adapter.file)
+
+
+def open_context(settings: Settings) -> Context:
+    from checkpoint.loading import config_dict, require_files, resolve_source
+
     checkpoint = resolve_source(settings.model, settings.revision)
     raw_config = config_dict(checkpoint)  # checked; a CheckpointError is one line
+    require_files(checkpoint)
+    # checked before anything is written
+    adapter, adapter_sha256 = open_adapter(settings.lora, settings.lora_config, checkpoint, raw_config)
+    out = prepare_out(settings.out, settings.layout)
     toolkit = toolkit_info()
     manifest = Manifest(out)
     source = {"model": settings.model, "revision": settings.revision, "checkpoint_dir": str(checkpoint.resolve())}
-    context = Context(settings, checkpoint, raw_config, {}, toolkit, manifest)
+    context = Context(settings, checkpoint, raw_config, {}, toolkit, manifest, adapter=adapter,
+                      adapter_sha256=adapter_sha256)
+    if adapter is not None:
+        source["adapter"] = {"sha256": adapter_sha256, **adapter.record()}
+        context.notes = [adapter.describe()] + [f"warning: {w}" for w in [adapter.warning()] if w]
+        for line in context.notes:
+            print(line, file=sys.stderr, flush=True)
     # Hashing 3.2 GB takes ~6 s: when the model must be loaded anyway, load it meanwhile
     # (sha256 and file reads release the GIL, and there are two cores).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -137,16 +184,24 @@ def is_current(context: Context, name: str, key: str, paths: list[Path]) -> bool
 
 # ----------------------------------------------------------------------------- the model
 def load_model(context: Context):
-    """Loaded and patched once, on first need."""
+    """Loaded (the adapter merged in FP32) and patched once, on first need."""
     if context.model is None:
         from checkpoint.loading import load_voxcpm
         from patches.apply import patch_model
 
         start = time.time()
         print(f"loading {context.checkpoint} ...", file=sys.stderr, flush=True)
-        context.model = patch_model(load_voxcpm(context.checkpoint))
+        model = load_voxcpm(context.checkpoint)
+        if context.adapter is not None:
+            model = merge_adapter(context.adapter, model)
+        context.model = patch_model(model)
         print(f"loaded in {time.time() - start:.1f} s", file=sys.stderr, flush=True)
     return context.model
+
+
+def merge_adapter(adapter, model):
+    """The adapter folded into the unpatched FP32 model (a seam: the negative controls swap in wrong merges)."""
+    return adapter.merge_into(model)
 
 
 # ----------------------------------------------------------------------------- constants
@@ -155,7 +210,7 @@ def build_constants(context: Context) -> None:
 
     out = context.settings.out
     paths = [artifacts.constants_dir(out), artifacts.constants_bin_dir(out)]
-    key = inputs_key(context.weights, context.toolkit, component=CONSTANTS, max_context=context.settings.max_context)
+    key = context.constants_key()
     if is_current(context, CONSTANTS, key, paths):
         context.rows.append(Row(CONSTANTS, "fp32+fp16", sum(tree_size(p) for p in paths) / 2**20, 0.0, "up to date"))
         return
@@ -170,7 +225,7 @@ def build_constants(context: Context) -> None:
     parts = [tree_sha256(p) for p in paths]
     size = sum(tree_size(p) for p in paths)
     context.manifest.record(CONSTANTS, {"paths": [p.name for p in paths], "inputs_key": key, "sha256_parts": parts,
-                                        "size_bytes": size, "seconds": round(seconds, 1)})
+                                        "size_bytes": size, "seconds": round(seconds, 1), **context.adapter_entry()})
     context.rows.append(Row(CONSTANTS, "fp32+fp16", size / 2**20, seconds, "built"))
 
 
@@ -178,7 +233,9 @@ def build_constants(context: Context) -> None:
 def _save(context: Context, mlmodel, final: Path, spec, precision: str) -> Path:
     from .packaging import describe, save
 
-    describe(mlmodel, spec, precision, context.settings.layout, context.settings.model, context.toolkit["version"])
+    adapter = None if context.adapter is None else f"{context.adapter.file.name} sha256 {context.adapter_sha256}"
+    describe(mlmodel, spec, precision, context.settings.layout, context.settings.model, context.toolkit["version"],
+             adapter)
     return save(mlmodel, final)
 
 
@@ -191,7 +248,8 @@ def _record(context: Context, component: str, precision: str, package: Path, sec
     size = tree_size(package)
     entry = {"path": str(package.relative_to(context.settings.out)), "inputs_key": context.key(component, precision),
              "sha256": tree_sha256(package), "size_bytes": size, "seconds": round(seconds, 1),
-             "interface": interface(package), "compiled": compile_beside(package), **(extra or {})}
+             "interface": interface(package), "compiled": compile_beside(package), **context.adapter_entry(),
+             **(extra or {})}
     context.manifest.record(context.name(component, precision), entry)
     context.rows.append(Row(component, precision, size / 2**20, seconds, "built"))
 
@@ -291,7 +349,8 @@ def plan(context: Context, layout) -> dict[str, list[str]]:
     return todo
 
 
-def run(settings: Settings) -> list[Row]:
+def run(settings: Settings) -> tuple[list[Row], list[str]]:
+    """Convert; returns the summary's rows and the notes to print after it (the adapter, loudly)."""
     from .converters import drop_parts
     from contract.quiet import quiet_conversion_bars
 
@@ -316,7 +375,7 @@ def run(settings: Settings) -> list[Row]:
     context.model = None
     gc.collect()
     context.manifest.save()
-    return context.rows
+    return context.rows, context.notes
 
 
 def summary(rows: list[Row], seconds: float) -> str:

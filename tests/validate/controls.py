@@ -116,3 +116,23 @@ def corrupt_weight(package: Path, const_name: str, factor: float = 1.5) -> None:
         values = np.frombuffer(handle.read(size), dtype=np.float16).astype(np.float32) * factor
         handle.seek(data_offset)
         handle.write(values.astype(np.float16).tobytes())
+
+
+def merge_with_alpha(adapter, model):
+    """A wrong LoRA merge: W + alpha·B·A instead of W + alpha/r·B·A (r times the update)."""
+    with torch.no_grad():
+        for module, (a, b) in adapter.tensors.items():
+            model.get_submodule(module).weight += adapter.settings.alpha * (b @ a)
+    return model
+
+
+def merge_without_projections(adapter, model):
+    """A wrong LoRA merge: the LM and DiT layers merged, the three projections (which end up in OUT/constants,
+    in no package) left as the base has them."""
+    from contract.artifacts import PROJECTIONS
+
+    with torch.no_grad():
+        for module, (a, b) in adapter.tensors.items():
+            if module not in PROJECTIONS:
+                model.get_submodule(module).weight += adapter.settings.scale * (b @ a)
+    return model
