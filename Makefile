@@ -46,8 +46,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements-asr.txt
 	touch $@
 	@echo "setup done: $(VENV)"
 
+# Two workers, one torch thread each: two processes with two OpenMP threads apiece on 2 cores
+# wait at barriers for a core (one test went from 7 s to 242 s that way).
 test: setup
-	$(PY) -m pytest -q tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
 
 fixture: setup
 	$(PY) -m checkpoint.fixture --out $(FIXTURE) $(if $(FULL),--full,) $(if $(STOP_MODE),--stop-mode $(STOP_MODE),)
