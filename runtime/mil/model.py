@@ -57,7 +57,6 @@ class _MallInfo2(ctypes.Structure):
 # at 16.5 GB with every block kept (main before the allocator tuning: 9.2 GiB): the VAE's freed
 # activations sat in holes below live blocks, where the top-of-heap trim threshold never reaches.
 _KEEP_BETWEEN_CALLS_BYTES = 1 << 30
-_left_after_trim = 0
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -81,12 +80,8 @@ def _trim_if_hoarding():
     Within a call, big blocks are reused (what the tuning is for); across calls, malloc_trim
     returns whole free pages from anywhere in the heap, holes included. A call that frees little
     (an LM step) never trims; a VAE call pays its page faults once per call, not once per op."""
-    global _left_after_trim
-    if _hoarded_bytes() > _left_after_trim + _KEEP_BETWEEN_CALLS_BYTES:
+    if _hoarded_bytes() > _KEEP_BETWEEN_CALLS_BYTES:
         _libc.malloc_trim(0)
-        # what a trim cannot hand back (part-used pages, Python's own arenas) must not make every
-        # later call trim again: the next trim waits for another 1 GiB
-        _left_after_trim = _hoarded_bytes()
 
 
 def _glibc():

@@ -120,7 +120,6 @@ def _hoarded_after_a_call(monkeypatch, keep_bytes):
     model = MilModel.from_program(chain, compute="fp32")
     feed = {"x": np.zeros((1, n), np.float32)}
     monkeypatch.setattr(model_module, "_KEEP_BETWEEN_CALLS_BYTES", 0)
-    monkeypatch.setattr(model_module, "_left_after_trim", 0)
     model_module._trim_if_hoarding()
     before = model_module._hoarded_bytes()
     monkeypatch.setattr(model_module, "_KEEP_BETWEEN_CALLS_BYTES", keep_bytes)
