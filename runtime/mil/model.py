@@ -47,43 +47,6 @@ def _release_program():
         _libc.malloc_trim(0)
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-
-
-# Freed heap memory a process may keep between calls. A full-size `validate PRECISION=all` peaked
-# at 16.5 GB with every block kept (main before the allocator tuning: 9.2 GiB): the VAE's freed
-# activations sat in holes below live blocks, where the top-of-heap trim threshold never reaches.
-_KEEP_BETWEEN_CALLS_BYTES = 1 << 30
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def _hoarded_bytes() -> int:
-    """Resident anonymous memory that malloc holds free (0 where it cannot be told): the process's
-    resident private pages less what malloc has handed out (heap in use + its own mmaps)."""
-    if _libc is None or not hasattr(_libc, "mallinfo2"):
-        return 0
-    try:
-        with open("/proc/self/statm") as f:
-            _, resident, shared = (int(x) for x in f.read().split()[:3])
-    except OSError:
-        return 0
-    info = _libc.mallinfo2()
-    return (resident - shared) * _PAGE - int(info.uordblks) - int(info.hblkhd)
-
-
-def _trim_if_hoarding():
-    """After a call: hand free heap pages back to the kernel once more than 1 GiB of them are resident.
-
-    Within a call, big blocks are reused (what the tuning is for); across calls, malloc_trim
-    returns whole free pages from anywhere in the heap, holes included. A call that frees little
-    (an LM step) never trims; a VAE call pays its page faults once per call, not once per op."""
-    if _hoarded_bytes() > _KEEP_BETWEEN_CALLS_BYTES:
-        _libc.malloc_trim(0)
-
-
 def _glibc():
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -93,8 +56,6 @@ def _glibc():
 
 
 _libc = _glibc()
-if _libc is not None and hasattr(_libc, "mallinfo2"):
-    _libc.mallinfo2.restype = _MallInfo2
 _tune_allocator()
 
 
@@ -173,8 +134,6 @@ class MilModel:
         names = None if trace is None or return_intermediates is True else frozenset(return_intermediates)
         values = self._plan.run(env, trace, names)
         result = {d.name: self._output(v, d) for v, d in zip(values, self._out_descs)}
-        del values, env
-        _trim_if_hoarding()
         return (result, trace) if trace is not None else result
 
     def trace(self, inputs, state=None, names=None):

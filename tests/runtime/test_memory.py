@@ -104,38 +104,3 @@ def test_a_big_freed_block_is_reused_not_faulted_in_again():
 
     faults_of_one_block()
     assert faults_of_one_block() < size // 4096 // 10, "a freed block was handed back and faulted in again"
-
-
-def _hoarded_after_a_call(monkeypatch, keep_bytes):
-    """Free heap memory left resident by one call of a chain of 64 MiB intermediates whose output
-    sits above them (so the top-of-heap trim threshold cannot reach the holes)."""
-    n = 16 << 20  # 64 MiB of fp32
-
-    @mb.program(input_specs=[mb.TensorSpec((1, n))], opset_version=ct.target.iOS17)
-    def chain(x):
-        for _ in range(6):
-            x = mb.add(x=x, y=1.0)
-        return mb.mul(x=x, y=2.0)
-
-    model = MilModel.from_program(chain, compute="fp32")
-    feed = {"x": np.zeros((1, n), np.float32)}
-    monkeypatch.setattr(model_module, "_KEEP_BETWEEN_CALLS_BYTES", 0)
-    model_module._trim_if_hoarding()
-    before = model_module._hoarded_bytes()
-    monkeypatch.setattr(model_module, "_KEEP_BETWEEN_CALLS_BYTES", keep_bytes)
-    out = model.predict(feed)
-    assert float(next(iter(out.values()))[0, 0]) == 12.0
-    return model_module._hoarded_bytes() - before
-
-
-@pytest.mark.skipif(model_module._libc is None or not hasattr(model_module._libc, "mallinfo2"), reason="glibc only")
-def test_free_heap_memory_goes_back_after_a_call_that_hoards(monkeypatch):
-    # the tuned allocator keeps a call's freed activations for reuse within the call; above the
-    # limit they go back to the kernel when the call returns (full-size validate: 16.5 GB otherwise)
-    assert _hoarded_after_a_call(monkeypatch, 32 << 20) < 48 << 20
-
-
-@pytest.mark.skipif(model_module._libc is None or not hasattr(model_module._libc, "mallinfo2"), reason="glibc only")
-def test_free_heap_memory_below_the_limit_is_kept_for_the_next_call(monkeypatch):
-    # negative control of the test above: the same call with the limit out of reach keeps its holes
-    assert _hoarded_after_a_call(monkeypatch, 1 << 40) > 100 << 20
