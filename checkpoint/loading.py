@@ -3,6 +3,12 @@
 voxcpm's own `from_local` loads with `strict=False`, so a renamed or missing tensor silently
 keeps its random initial value. Here every tensor of the model must come from the checkpoint
 with the right shape, and every tensor of the checkpoint must be used.
+
+A local directory may also be what voxcpm's fine-tuning script writes: a step folder of a full
+fine-tune (model.safetensors without the `audio_vae.*` weights, the base's config.json,
+audiovae.pth and tokenizer files copied beside it), or the run's save_path, whose `latest` link
+names the newest step folder. A folder holding only a LoRA adapter is refused with the way to
+pass it (`checkpoint.lora`).
 """
 from __future__ import annotations
 
@@ -14,7 +20,12 @@ from pathlib import Path
 
 HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin", "audiovae.pth", "audiovae.safetensors",
              "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+MODEL_FILES = ("model.safetensors", "pytorch_model.bin")
+LORA_FILES = ("lora_weights.safetensors", "lora_weights.ckpt")   # what voxcpm's script saves for a LoRA run
+LATEST = "latest"                    # the link voxcpm's script points at the newest step folder
 MODEL_HINT = "pass a checkpoint directory in the Hugging Face layout, e.g. MODEL=/path/to/VoxCPM1.5"
+FINETUNE_HINT = ("copy config.json, audiovae.pth and the tokenizer files from the base model it was fine-tuned from "
+                 "(voxcpm's script copies them only when pretrained_path is a local folder)")
 
 
 class CheckpointError(Exception):
@@ -22,15 +33,41 @@ class CheckpointError(Exception):
 
 
 def resolve_source(source: str | os.PathLike, revision: str | None = None) -> Path:
-    """A local checkpoint directory for `source`: itself if a directory, else a hub download."""
+    """A local checkpoint directory for `source`: itself if a directory (a training run's save_path: the
+    step folder its `latest` link names), else a hub download."""
     path = Path(source).expanduser()
     if path.is_dir():
+        path = follow_latest(path)
+        if any((path / name).is_file() for name in LORA_FILES) and not any((path / n).is_file() for n in MODEL_FILES):
+            raise CheckpointError(f"{path} holds a LoRA adapter, not a model: pass it as LORA={path} (--lora) with "
+                                  f"MODEL=<the base model it was trained on>")
         return path
     text = str(source)
     looks_like_repo_id = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not path.exists()
     if not looks_like_repo_id:
         raise CheckpointError(f"model directory {text} does not exist: {MODEL_HINT}")
     return _download(text, revision)
+
+
+def follow_latest(path: Path) -> Path:
+    """The step folder a training run's `latest` link names, when `path` is the run's save_path (it holds no
+    weights of its own); else `path`.
+
+    voxcpm's script writes the link with `os.symlink(str(save_dir / tag), ...)`: with a relative
+    save_path the link's target is relative to the training's working directory, not to the link,
+    and dangles; the step folder is then found by name beside the link."""
+    own = ("config.json", *MODEL_FILES, *LORA_FILES)
+    link = path / LATEST
+    if any((path / name).is_file() for name in own) or not (link.exists() or link.is_symlink()):
+        return path
+    if link.is_dir():
+        return link.resolve()
+    target = Path(os.readlink(link))
+    beside = path / target.name
+    if beside.is_dir():
+        return beside
+    raise CheckpointError(f"{link} points at {target}, which does not exist: pass the step folder itself "
+                          f"(MODEL={path}/step_…)")
 
 
 def _download(repo_id: str, revision: str | None) -> Path:
@@ -49,7 +86,8 @@ def _require(directory: Path, *names: str) -> Path:
     for name in names:
         if (directory / name).is_file():
             return directory / name
-    raise CheckpointError(f"{directory} has no {' or '.join(names)}: {MODEL_HINT}")
+    fine_tuned = any((directory / name).is_file() for name in MODEL_FILES)  # weights alone: a fine-tune step folder
+    raise CheckpointError(f"{directory} has no {' or '.join(names)}: {FINETUNE_HINT if fine_tuned else MODEL_HINT}")
 
 
 def read_config(directory: Path):
@@ -96,8 +134,9 @@ def _check_consistency(directory: Path, config) -> None:
                               f"{head_dim // 2}; the hidden size or the factors are wrong: {MODEL_HINT}")
 
 
-def build_model(directory: Path):
-    """An FP32 CPU `VoxCPMModel` with the checkpoint's architecture and untouched initial weights."""
+def build_model(directory: Path, lora_config=None):
+    """An FP32 CPU `VoxCPMModel` with the checkpoint's architecture and untouched initial weights; with a
+    voxcpm `LoRAConfig`, voxcpm wraps the Linear layers it names in its own `LoRALinear`."""
     from transformers import LlamaTokenizerFast
 
     from .compat import import_voxcpm
@@ -114,7 +153,8 @@ def build_model(directory: Path):
         raise CheckpointError(f"cannot read the tokenizer in {directory} ({exc}): re-download the checkpoint") from None
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # voxcpm prints device banners
-            model = voxcpm_module.VoxCPMModel(config, tokenizer, AudioVAE(config.audio_vae_config), device="cpu")
+            model = voxcpm_module.VoxCPMModel(config, tokenizer, AudioVAE(config.audio_vae_config),
+                                              lora_config=lora_config, device="cpu")
     except (RuntimeError, ValueError, AssertionError) as exc:
         raise CheckpointError(f"voxcpm cannot build the model {directory}/config.json describes "
                               f"({type(exc).__name__}: {str(exc)[:160]}): {MODEL_HINT}") from None
@@ -122,9 +162,16 @@ def build_model(directory: Path):
 
 
 def _weight_files(directory: Path) -> list[tuple[str, Path]]:
-    main = _require(directory, "model.safetensors", "pytorch_model.bin")
+    main = _require(directory, *MODEL_FILES)
     vae = _require(directory, "audiovae.safetensors", "audiovae.pth")
     return [("", main), ("audio_vae.", vae)]
+
+
+def require_files(directory: Path) -> None:
+    """Every file loading will read is there (a CheckpointError names the first missing one): a command can
+    check before it writes anything."""
+    _weight_files(Path(directory))
+    _require(Path(directory), "tokenizer.json")
 
 
 _SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
@@ -161,7 +208,7 @@ def _read_safetensors(path: Path):
             yield key, tensor.reshape(info["shape"])
 
 
-def _iter_tensors(path: Path):
+def iter_tensors(path: Path):
     """(name, tensor) pairs, one tensor in memory at a time for safetensors."""
     import torch
 
@@ -188,14 +235,15 @@ def _describe(names, limit: int = 4) -> str:
 
 
 def load_weights(model, directory: Path) -> None:
-    """Copy every checkpoint tensor into `model`; raise on missing, unexpected or mis-shaped keys."""
+    """Copy every checkpoint tensor into `model`; raise on missing, unexpected or mis-shaped keys.
+    A LoRA model's `lora_A`/`lora_B` are not the checkpoint's: the adapter fills them (`checkpoint.lora`)."""
     import torch
 
-    params = model.state_dict()
+    params = {name: value for name, value in model.state_dict().items() if not is_lora_parameter(name)}
     seen, unexpected, misshaped = set(), [], []
     with torch.no_grad():
         for prefix, path in _weight_files(directory):
-            for key, tensor in _iter_tensors(path):
+            for key, tensor in iter_tensors(path):
                 name = prefix + key
                 if name not in params:
                     unexpected.append(name)
@@ -217,10 +265,19 @@ def load_weights(model, directory: Path) -> None:
                               f"use the config.json that came with these weights, {MODEL_HINT}")
 
 
-def load_voxcpm(source: str | os.PathLike, revision: str | None = None):
-    """The unpatched voxcpm `VoxCPMModel` in FP32 on the CPU, every weight checked."""
+def is_lora_parameter(name: str) -> bool:
+    return name.endswith((".lora_A", ".lora_B"))
+
+
+def load_voxcpm(source: str | os.PathLike, revision: str | None = None, adapter=None):
+    """The unpatched voxcpm `VoxCPMModel` in FP32 on the CPU, every weight checked.
+
+    With an adapter (`checkpoint.lora.Adapter`): voxcpm's own LoRA model, the adapter live in its
+    `LoRALinear` layers, unmerged (the validation reference; conversion merges it instead)."""
     directory = resolve_source(source, revision)
-    model = build_model(directory)
+    model = build_model(directory, adapter.lora_config() if adapter is not None else None)
     load_weights(model, directory)
+    if adapter is not None:
+        adapter.load_into(model)
     model.checkpoint_dir = directory
     return model

@@ -3,7 +3,7 @@
 Every expected failure of a command is one line, `error: <problem>: <fix>`, and exit status 2;
 argparse's own usage errors follow the same rule through `OneLineParser`. Ctrl-C is exit 130 with
 a line saying what was kept. The flags every command shares (--model, --revision, --out,
---precision, --components, --layout) are declared here once.
+--precision, --components, --layout, --lora, --lora-config) are declared here once.
 """
 from __future__ import annotations
 
@@ -43,6 +43,24 @@ def add_model(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument("--model", default=None if required else DEFAULT_MODEL, required=required,
                         help=f"Hugging Face id or checkpoint directory (default {DEFAULT_MODEL})")
     parser.add_argument("--revision", default=None, help="hub revision to pin (with a hub id)")
+
+
+def add_lora(parser: argparse.ArgumentParser) -> None:
+    """--lora / --lora-config: a LoRA adapter on top of --model, as voxcpm's fine-tuning script writes it."""
+    parser.add_argument("--lora", default=None,
+                        help="a LoRA adapter for --model: lora_weights.safetensors or .ckpt, the step folder holding "
+                             "it, or the training run's folder (its `latest` link)")
+    parser.add_argument("--lora-config", default=None,
+                        help="the adapter's training YAML (its lora: section) or a YAML/JSON of voxcpm's LoRAConfig "
+                             "fields; without it r and the adapted layers are read from the adapter's keys and alpha "
+                             "is voxcpm's default (said in the output and the manifest)")
+
+
+def lora(args) -> tuple[str | None, str | None]:
+    """(adapter, adapter config) from the parsed --lora / --lora-config."""
+    if args.lora_config and not args.lora:
+        raise UsageError("--lora-config needs --lora: give the adapter it configures")
+    return args.lora, args.lora_config
 
 
 class _DeprecatedAlias(argparse.Action):

@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "two calls per patch), OUT/constants/, OUT/constants_bin/ and "
                                            "OUT/manifest.json. Components whose inputs are unchanged are skipped.")
     cli.add_model(parser)
+    cli.add_lora(parser)
     parser.add_argument("--precision", default="int8",
                         help="fp16, int8 or all (= fp16 and int8; default int8), or fp32: a reference build for "
                              "parity checks (not for apps), FP32 compute and fp32 I/O, written to OUT/fp32/")
@@ -57,17 +58,21 @@ def parse_settings(argv):
 
     args = build_parser().parse_args(argv)
     layouts = cli.layouts(args.layout, allow_all=True)
+    adapter, adapter_config = cli.lora(args)
     return Settings(model=args.model, out=Path(args.out), precisions=cli.precisions(args.precision),
                     components=_components(args, layouts), revision=args.revision, force=args.force, layouts=layouts,
-                    context=args.context, prefill_chunk=args.prefill_chunk, timesteps=args.diffusion_steps)
+                    context=args.context, prefill_chunk=args.prefill_chunk, timesteps=args.diffusion_steps,
+                    lora=adapter, lora_config=adapter_config)
 
 
 def convert(settings) -> int:
     from .pipeline import run, summary
 
     start = time.time()
-    rows = run(settings)
+    rows, notes = run(settings)
     print(summary(rows, time.time() - start))
+    for note in notes:
+        print(note)
     print(f"output: {settings.out}")
     return 0
 

@@ -1,8 +1,9 @@
 """OUT/manifest.json: where every artifact came from, what it is, and when it must be redone.
 
 An artifact is redone when its *inputs key* changes: sha256 of the checkpoint's weight files,
-the settings that shape it (component, precision, max context) and the toolkit version (the
-sources of convert/ and patches/, plus coremltools and torch versions).
+the settings that shape it (component, precision, max context; a LoRA adapter's sha256 and
+settings) and the toolkit version (the sources of convert/ and patches/, plus coremltools and
+torch versions).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD_SOURCES = ("converters.py", "quantize.py", "constants.py", "packaging.py")
 # in contract/, checkpoint/ and patches/, every module shapes the artifacts but these
 NOT_BUILD_SOURCES = {"__init__.py", "cli.py", "atomic.py", "artifacts.py", "audio.py", "fixture.py",
-                     "tiny_tokenizer.py", "prove.py"}
+                     "adapter_fixture.py", "tiny_tokenizer.py", "prove.py"}
 WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "audiovae.pth", "audiovae.safetensors")
 
 

@@ -19,16 +19,16 @@ COMPILE_SKIPPED = "compile skipped: needs macOS"
 
 
 def describe(mlmodel, spec: ComponentSpec, precision: str, layout: str, source: str, version: str,
-             options: dict | None = None) -> None:
+             options: dict | None = None, adapter: str | None = None) -> None:
     """Write the declaration's descriptions and the package metadata into `mlmodel`'s spec (a
     `convert.multifunction.Functions`: into each function's, and the package's). `options`: the
-    layout's option metadata."""
+    layout's option metadata; `adapter`: the LoRA adapter merged into the weights, by file name and sha256."""
     for function in spec.functions:
         _describe_tensors(mlmodel.models[function.name], function)
     if not spec.functions:
         _describe_tensors(mlmodel, spec)
     mlmodel.short_description = f"{spec.description} ({precision} weights)"
-    mlmodel.author = AUTHOR.format(source=source)
+    mlmodel.author = AUTHOR.format(source=source + (f" + LoRA {adapter}" if adapter else ""))
     mlmodel.license = LICENSE
     mlmodel.version = version
     meta = mlmodel.user_defined_metadata
@@ -37,6 +37,8 @@ def describe(mlmodel, spec: ComponentSpec, precision: str, layout: str, source: 
         meta["voxcpm.notes"] = spec.notes
     for key, value in (options or {}).items():
         meta[key] = value
+    if adapter:
+        meta["voxcpm.lora"] = adapter
 
 
 def _describe_tensors(mlmodel, spec: ComponentSpec) -> None:

@@ -1,4 +1,10 @@
-"""The whole conversion: checkpoint -> the packages of one or more layouts under OUT, constants, manifest.
+"""The whole conversion: checkpoint (+ LoRA adapter) -> the packages of one or more layouts under OUT,
+constants, manifest.
+
+An adapter (`checkpoint.lora`) is checked before anything is written and merged into the FP32
+weights before patching (W + alpha/r · B·A, the projections in OUT/constants too), so the
+artifacts are a plain conversion of the merged model; every inputs key holds the adapter's sha256
+and settings, so that nothing built from the base alone or from another adapter is reused.
 
 Memory: the model is loaded once (3.2 GB fp32 at full size) only if something must be built;
 components are converted one at a time in each layout's order (the layouts one after the other),
@@ -57,6 +63,8 @@ class Settings:
 
     def wants(self, component: str, layout: Layout) -> bool:
         return component in (layout.required if self.components is None else self.components)
+    lora: str | None = None                        # a LoRA adapter (file or folder) merged into the model
+    lora_config: str | None = None                 # its settings (training YAML or JSON); None: read from its keys
 
 
 @dataclass
@@ -79,12 +87,30 @@ class Context:
     layouts: list = field(default_factory=list)    # the declared layouts to build, in order
     rows: list = field(default_factory=list)
     model: object = None
+    adapter: object = None                # checkpoint.lora.Adapter, or None
+    adapter_sha256: str | None = None
+    notes: list = field(default_factory=list)   # lines for the end of the summary
 
     def key(self, component: str, precision: str, layout: Layout) -> str:
         # the published layout's keys stay what they were before layouts existed: no needless rebuilds
         settings = ({"max_context": self.settings.max_context} if layout.name == DEFAULT_LAYOUT
                     else {"layout": layout.name, **layout.options})
-        return inputs_key(self.weights, self.toolkit, component=component, precision=precision, **settings)
+        return inputs_key(self.weights, self.toolkit, component=component, precision=precision, **settings,
+                          **self._adapter_setting())
+
+    def constants_key(self) -> str:
+        return inputs_key(self.weights, self.toolkit, component=CONSTANTS, max_context=self.settings.max_context,
+                          **self._adapter_setting())
+
+    def _adapter_setting(self) -> dict:
+        # without an adapter the keys stay what they were: a base conversion is not redone
+        if self.adapter is None:
+            return {}
+        return {"adapter": {"sha256": self.adapter_sha256, "config": self.adapter.settings.fields}}
+
+    def adapter_entry(self) -> dict:
+        """What each artifact's manifest entry says of the adapter merged into it."""
+        return {} if self.adapter is None else {"adapter_sha256": self.adapter_sha256}
 
     def name(self, component: str, precision: str, layout: Layout) -> str:
         return artifacts.artifact_key(precision, component, layout.name)
@@ -117,17 +143,40 @@ def declare_layouts(settings: Settings, raw_config: dict) -> list[Layout]:
         raise ConvertError(str(exc)) from None
 
 
-def open_context(settings: Settings) -> Context:
-    from checkpoint.loading import config_dict, resolve_source
+def open_adapter(lora: str | None, lora_config: str | None, checkpoint: Path, raw_config: dict):
+    """(the adapter checked against the base checkpoint, its sha256), or (None, None) without one; a bad
+    adapter is a LoRAError (one line). Validation opens it the same way."""
+    if lora is None:
+        return None, None
+    from checkpoint.lora import open_adapter as open_lora
 
-    out = prepare_out(settings.out, settings.layouts)
+    from .hashing import file_sha256
+
+    adapter = open_lora(lora, lora_config, checkpoint, raw_config["audio_vae_config"]["sample_rate"],
+                        weights_of=weights_sha256)
+    return adapter, file_sha256(adapter.file)
+
+
+def open_context(settings: Settings) -> Context:
+    from checkpoint.loading import config_dict, require_files, resolve_source
+
     checkpoint = resolve_source(settings.model, settings.revision)
     raw_config = config_dict(checkpoint)  # checked; a CheckpointError is one line
+    require_files(checkpoint)
     layouts = declare_layouts(settings, raw_config)
+    # checked before anything is written
+    adapter, adapter_sha256 = open_adapter(settings.lora, settings.lora_config, checkpoint, raw_config)
+    out = prepare_out(settings.out, settings.layouts)
     toolkit = toolkit_info()
     manifest = Manifest(out)
     source = {"model": settings.model, "revision": settings.revision, "checkpoint_dir": str(checkpoint.resolve())}
-    context = Context(settings, checkpoint, raw_config, {}, toolkit, manifest, layouts)
+    context = Context(settings, checkpoint, raw_config, {}, toolkit, manifest, layouts, adapter=adapter,
+                      adapter_sha256=adapter_sha256)
+    if adapter is not None:
+        source["adapter"] = {"sha256": adapter_sha256, **adapter.record()}
+        context.notes = [adapter.describe()] + [f"warning: {w}" for w in [adapter.warning()] if w]
+        for line in context.notes:
+            print(line, file=sys.stderr, flush=True)
     # Hashing 3.2 GB takes ~6 s: when the model must be loaded anyway, load it meanwhile
     # (sha256 and file reads release the GIL, and there are two cores).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -162,16 +211,24 @@ def is_current(context: Context, name: str, key: str, paths: list[Path]) -> bool
 
 # ----------------------------------------------------------------------------- the model
 def load_model(context: Context):
-    """Loaded and patched once, on first need."""
+    """Loaded (the adapter merged in FP32) and patched once, on first need."""
     if context.model is None:
         from checkpoint.loading import load_voxcpm
         from patches.apply import patch_model
 
         start = time.time()
         print(f"loading {context.checkpoint} ...", file=sys.stderr, flush=True)
-        context.model = patch_model(load_voxcpm(context.checkpoint))
+        model = load_voxcpm(context.checkpoint)
+        if context.adapter is not None:
+            model = merge_adapter(context.adapter, model)
+        context.model = patch_model(model)
         print(f"loaded in {time.time() - start:.1f} s", file=sys.stderr, flush=True)
     return context.model
+
+
+def merge_adapter(adapter, model):
+    """The adapter folded into the unpatched FP32 model (a seam: the negative controls swap in wrong merges)."""
+    return adapter.merge_into(model)
 
 
 # ----------------------------------------------------------------------------- constants
@@ -180,7 +237,7 @@ def build_constants(context: Context) -> None:
 
     out = context.settings.out
     paths = [artifacts.constants_dir(out), artifacts.constants_bin_dir(out)]
-    key = inputs_key(context.weights, context.toolkit, component=CONSTANTS, max_context=context.settings.max_context)
+    key = context.constants_key()
     if is_current(context, CONSTANTS, key, paths):
         context.rows.append(Row(CONSTANTS, "fp32+fp16", sum(tree_size(p) for p in paths) / 2**20, 0.0, "up to date"))
         return
@@ -195,7 +252,7 @@ def build_constants(context: Context) -> None:
     parts = [tree_sha256(p) for p in paths]
     size = sum(tree_size(p) for p in paths)
     context.manifest.record(CONSTANTS, {"paths": [p.name for p in paths], "inputs_key": key, "sha256_parts": parts,
-                                        "size_bytes": size, "seconds": round(seconds, 1)})
+                                        "size_bytes": size, "seconds": round(seconds, 1), **context.adapter_entry()})
     context.rows.append(Row(CONSTANTS, "fp32+fp16", size / 2**20, seconds, "built"))
 
 
@@ -203,8 +260,9 @@ def build_constants(context: Context) -> None:
 def _save(context: Context, mlmodel, final: Path, spec, precision: str, layout: Layout) -> Path:
     from .packaging import describe, save
 
+    adapter = None if context.adapter is None else f"{context.adapter.file.name} sha256 {context.adapter_sha256}"
     describe(mlmodel, spec, precision, layout.name, context.settings.model, context.toolkit["version"],
-             option_metadata(layout))
+             option_metadata(layout), adapter)
     return save(mlmodel, final)
 
 
@@ -218,7 +276,7 @@ def _record(context: Context, component: str, precision: str, layout: Layout, pa
     entry = {"path": str(package.relative_to(context.settings.out)),
              "inputs_key": context.key(component, precision, layout),
              "sha256": tree_sha256(package), "size_bytes": size, "seconds": round(seconds, 1),
-             "interface": interface(package), "compiled": compile_beside(package),
+             "interface": interface(package), "compiled": compile_beside(package), **context.adapter_entry(),
              "peak_rss_mib": round(peak_rss_mib()),   # the converting process's peak so far (the bench reads it)
              **({"options": layout.options} if layout.options else {}), **(extra or {})}
     context.manifest.record(context.name(component, precision, layout), entry)
@@ -339,7 +397,8 @@ def plan(context: Context, layout: Layout) -> dict[str, list[str]]:
     return todo
 
 
-def run(settings: Settings) -> list[Row]:
+def run(settings: Settings) -> tuple[list[Row], list[str]]:
+    """Convert; returns the summary's rows and the notes to print after it (the adapter, loudly)."""
     from .converters import drop_parts
     from contract.quiet import quiet_conversion_bars
 
@@ -362,7 +421,7 @@ def run(settings: Settings) -> list[Row]:
     context.model = None
     gc.collect()
     context.manifest.save()
-    return context.rows
+    return context.rows, context.notes
 
 
 def summary(rows: list[Row], seconds: float) -> str:

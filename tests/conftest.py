@@ -36,6 +36,26 @@ def tiny_no_mup_dir(tmp_path_factory) -> Path:
     return _fixture(tmp_path_factory, "tiny_nomup", use_mup=False, seed=2)
 
 
+def _adapter(tmp_path_factory, base, name, **kwargs):
+    from checkpoint.adapter_fixture import build_adapter
+
+    return build_adapter(base, tmp_path_factory.mktemp(name), **kwargs).parent
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_dir, tmp_path_factory) -> Path:
+    """A random LoRA adapter for `tiny_dir` as voxcpm's fine-tuning script writes it (a folder with
+    lora_weights.safetensors, plus train.yaml naming the base): r=4, alpha=8 on the LMs, the DiT and the three
+    projections, B non-zero, each layer moved ~10 %."""
+    return _adapter(tmp_path_factory, tiny_dir, "adapter", r=4, alpha=8, proj=True)
+
+
+@pytest.fixture(scope="session")
+def never_stop_adapter(tiny_never_stop_dir, tmp_path_factory) -> Path:
+    """The same kind of adapter for `tiny_never_stop_dir` (other weights, same sizes; its own train.yaml)."""
+    return _adapter(tmp_path_factory, tiny_never_stop_dir, "never_adapter", r=4, alpha=8, proj=True, seed=1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_hash_cache(tmp_path_factory) -> Path:
     """Keep the converter's weights-hash cache of test runs out of the user's ~/.cache."""

@@ -29,6 +29,20 @@ def write_stereo_prompt(path, seconds: float, rate: int = 48000):
     return path
 
 
+def program_and_weights(package) -> tuple[str, str]:
+    """(a saved package's ML program without its metadata, serialized; weight.bin's sha256): what two
+    conversions of the same weights share whatever their provenance."""
+    import hashlib
+    from pathlib import Path
+
+    import coremltools as ct
+
+    spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
+    spec.description.ClearField("metadata")
+    weights = next(Path(package).rglob("weight.bin"))
+    return spec.mlProgram.SerializeToString(deterministic=True).hex(), hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
 PROBE_LAYOUT = "streamprobe"
 
 

@@ -182,11 +182,16 @@ def _cfg_batch(x, mu, t, cond) -> dict:
             "dt": np.zeros(2, np.float32)}
 
 
-def prefill_mu(ctx: CaseContext) -> np.ndarray:
-    """LocDiT's mu after a real prefill: the short text, the audio-start token, the prompt patches."""
+def prefill(ctx: CaseContext) -> tuple[np.ndarray, np.ndarray]:
+    """A real prefill: the short text, the audio-start token, the prompt patches (embeddings, is_audio)."""
     tokens = ctx.ref.tokens(SHORT_TEXT) + [AUDIO_START_TOKEN]
     embeds = np.concatenate([ctx.ref.embed_tokens(tokens), ctx.prompt_embeds])
-    return ctx.ref.prefill_mu(embeds, np.arange(len(embeds)) >= len(tokens))
+    return embeds, np.arange(len(embeds)) >= len(tokens)
+
+
+def prefill_mu(ctx: CaseContext) -> np.ndarray:
+    """LocDiT's mu after the real prefill."""
+    return ctx.ref.prefill_mu(*prefill(ctx))
 
 
 def locdit_cases(ctx: CaseContext, spec) -> list[Case]:

@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "OUT/validation/report.{md,json} and plots. Exit status 1 when a gate or check "
                             "fails, 2 on bad input.")
     cli.add_model(p)
+    cli.add_lora(p)
     cli.add_out(p, "the convert output directory")
     cli.add_verbose(p)
     cli.add_layout(p)
@@ -94,6 +95,7 @@ def parse_settings(argv):
     if args.e2e_max_wer < 0 or args.e2e_cer_margin < 0:
         raise UsageError("--e2e-max-wer and --e2e-cer-margin must not be negative")
     explicit = args.components is not None
+    adapter, adapter_config = cli.lora(args)
     components = cli.components(args.components, layout, optional=True)
     overrides = {(p, key): getattr(args, f"{p}_{key}") for p in GATES for key in ("corr", "rel_l2")}
     try:
@@ -109,7 +111,8 @@ def parse_settings(argv):
                     revision=args.revision, progress=not args.no_progress,
                     report_dir=Path(args.report_dir) if args.report_dir else None,
                     e2e=args.e2e, asr_model=args.asr_model, e2e_max_len=args.e2e_max_len, e2e_gate=args.e2e_gate,
-                    e2e_max_wer=args.e2e_max_wer, e2e_cer_margin=args.e2e_cer_margin)
+                    e2e_max_wer=args.e2e_max_wer, e2e_cer_margin=args.e2e_cer_margin, lora=adapter,
+                    lora_config=adapter_config)
 
 
 def summary(results: dict) -> str:
@@ -132,6 +135,10 @@ def summary(results: dict) -> str:
     declaration = results.get("declaration") or {}
     lines.append(f"interface declared from {declaration.get('source', '?')}")
     lines += [f"note: {note}" for note in declaration.get("unknown", [])]
+    if results.get("adapter"):
+        adapter = results["adapter"]
+        lines.append(f"LoRA adapter {adapter['file']} (r={adapter['config']['r']}, alpha={adapter['config']['alpha']}, "
+                     f"alpha from {adapter['alpha_source']}), live in the reference")
     lines.append(f"backend {results['backend']}, {results['wall_seconds']:.1f} s")
     return "\n".join(lines)
 

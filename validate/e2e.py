@@ -169,8 +169,10 @@ def run_e2e(*args, **kwargs) -> dict:
 def generate_and_score(model: str, out, precisions, backend: str = "auto", *, revision: str | None = None,
             asr: str | None = None, max_len: int | None = None, gate: bool | None = None,
             max_wer: float = DEFAULT_MAX_WER, cer_margin: float = DEFAULT_CER_MARGIN,
-            sentences=SENTENCES, progress: bool = True, seed: int = SEED, layout: str = DEFAULT_LAYOUT) -> dict:
-    """Generate, transcribe and judge every sentence; returns the report's `e2e` section."""
+            sentences=SENTENCES, progress: bool = True, seed: int = SEED, layout: str = DEFAULT_LAYOUT,
+            adapter=None) -> dict:
+    """Generate, transcribe and judge every sentence; returns the report's `e2e` section (`adapter`: a LoRA
+    adapter, live in the reference)."""
     from tqdm import tqdm
 
     from generate import Synthesizer
@@ -182,7 +184,7 @@ def generate_and_score(model: str, out, precisions, backend: str = "auto", *, re
     start = time.time()
     precisions = e2e_precisions(precisions)
     whisper = asr_model(asr)
-    voxcpm = load_voxcpm(model, revision)
+    voxcpm = load_voxcpm(model, revision, adapter=adapter)
     fixture = is_fixture(getattr(voxcpm, "checkpoint_dir", None))
     gated = (not fixture) if gate is None else bool(gate)
     reason = ("--e2e-gate" if gate else "--no-e2e-gate") if gate is not None else \

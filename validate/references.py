@@ -2,7 +2,9 @@
 
 Nothing here uses `patches.apply`: the references are voxcpm's own modules and its own step
 loop (`MiniCPMModel.forward_step` with its `StaticKVCache`), so an error in a patch shows up
-as a validation failure just like a conversion error.
+as a validation failure just like a conversion error. With a LoRA adapter the model is voxcpm's
+own LoRA model (`checkpoint.loading.load_voxcpm(…, adapter=…)`): the adapter live in its
+`LoRALinear` layers, never merged, so that a wrong merge shows up too.
 """
 from __future__ import annotations
 
@@ -72,9 +74,18 @@ class TorchReference:
         return _np(latent.view(self.feat_dim, -1, self.patch_size).permute(1, 2, 0))
 
     @torch.no_grad()
+    def encode_patches(self, patches: np.ndarray) -> np.ndarray:
+        """[n, P, D] -> feat_encoder outputs [n, H_enc] (before enc_to_lm_proj)."""
+        return _np(self.model.feat_encoder(_t(patches)[None])[0])
+
+    @torch.no_grad()
+    def project(self, name: str, x: np.ndarray) -> np.ndarray:
+        """One of the host-side projections (enc_to_lm_proj, lm_to_dit_proj, res_to_dit_proj) on x [n, in]."""
+        return _np(getattr(self.model, name)(_t(x)))
+
     def embed_patches(self, patches: np.ndarray) -> np.ndarray:
         """[n, P, D] -> LM-space embeddings [n, H] (feat_encoder + enc_to_lm_proj)."""
-        return _np(self.model.enc_to_lm_proj(self.model.feat_encoder(_t(patches)[None]))[0])
+        return self.project("enc_to_lm_proj", self.encode_patches(patches))
 
     def tokens(self, text: str) -> list[int]:
         return list(self.model.text_tokenizer(text))
@@ -83,16 +94,26 @@ class TorchReference:
     def embed_tokens(self, tokens: list[int]) -> np.ndarray:
         return _np(self.model.base_lm.embed_tokens(torch.tensor(tokens)) * self.text_scale)
 
+    def embedding_table(self) -> np.ndarray:
+        """The text embedding table [vocab, H], unscaled."""
+        return self.model.base_lm.embed_tokens.weight.detach().float().numpy()
+
     @torch.no_grad()
-    def prefill_mu(self, embeds: np.ndarray, is_audio: np.ndarray) -> np.ndarray:
-        """LocDiT's mu [1, H_dit] after a prefill, computed the way voxcpm's `_inference` does."""
+    def prefill_hiddens(self, embeds: np.ndarray, is_audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(base LM hidden, FSQ'd at audio positions; residual LM hidden), each [n, H], of a prefill computed
+        the way voxcpm's `_inference` does: what lm_to_dit_proj and res_to_dit_proj are applied to."""
         model = self.model
         x = _t(embeds)[None]
         audio = torch.from_numpy(is_audio.astype(np.float32))[None, :, None]
         hidden, _ = model.base_lm(inputs_embeds=x, is_causal=True)
         hidden = model.fsq_layer(hidden) * audio + hidden * (1 - audio)
         residual, _ = model.residual_lm(inputs_embeds=hidden + audio * x, is_causal=True)
-        return _np(model.lm_to_dit_proj(hidden[:, -1]) + model.res_to_dit_proj(residual[:, -1]))
+        return _np(hidden[0]), _np(residual[0])
+
+    def prefill_mu(self, embeds: np.ndarray, is_audio: np.ndarray) -> np.ndarray:
+        """LocDiT's mu [1, H_dit] after a prefill, computed the way voxcpm's `_inference` does."""
+        hidden, residual = self.prefill_hiddens(embeds, is_audio)
+        return self.project("lm_to_dit_proj", hidden[-1:]) + self.project("res_to_dit_proj", residual[-1:])
 
     def lm_steps(self, max_context: int) -> "LMStepReference":
         return LMStepReference(self.model, max_context)

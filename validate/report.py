@@ -87,6 +87,16 @@ def _checks(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _adapter_lines(adapter: dict | None) -> list[str]:
+    if not adapter:
+        return []
+    config = adapter["config"]
+    layers = ", ".join(f"{count} {part}" for part, count in adapter["layers"].items())
+    return [f"- LoRA adapter: `{adapter['file']}` (sha256 {adapter['sha256'][:12]}…), r={config['r']}, "
+            f"alpha={config['alpha']} (alpha from {adapter['alpha_source']}), adapted layers: {layers}; the "
+            f"reference is voxcpm's own LoRA model, the adapter live in its LoRALinear layers (not merged)"]
+
+
 def markdown(results: dict) -> str:
     gates = results.get("gates", {})
     versions = results.get("versions", {})
@@ -95,6 +105,7 @@ def markdown(results: dict) -> str:
              ("" if results.get("passed") else f" — {results.get('failure', '')}"), "",
              f"- converted packages: `{results.get('out', '?')}`",
              f"- backend: `{results.get('backend', '?')}` (reference: unpatched voxcpm in FP32 on the CPU)",
+             *_adapter_lines(results.get("adapter")),
              f"- interface: the `{results.get('layout', 'published')}` layout, declared from "
              f"{(results.get('declaration') or {}).get('source', '?')}",
              *[f"- not checked: {note}" for note in (results.get("declaration") or {}).get("unknown", [])],

@@ -2,10 +2,12 @@
 
 Phases in order: prepare (the unpatched model and the speech clip), stateless (each stateless
 component on its cases), streams (the streaming decoder call by call, every carried context after
-every call), rollouts (the LM steps, teacher-forced, every cache at every step; an LM package with
-states: its chunked prefills and step rollouts, every state after every call), structure (what the
-numbers may not see), localisation of failures, and end to end (ASR). Which components run in
-which phase follows their declared kind.
+every call), constants (the host-side arrays; which adapter the manifest names), rollouts (the LM
+steps, teacher-forced, every cache at every step; an LM package with states: its chunked prefills
+and step rollouts, every state after every call), structure (what the numbers may not see),
+localisation of failures, and end to end (ASR). Which components run in which phase follows their
+declared kind. With a LoRA adapter the reference is voxcpm's own LoRA model, the adapter live and
+unmerged; localisation, which replays the patched torch model, merges it.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ class Settings:
     e2e_gate: bool | None = None           # None: gate unless the checkpoint is a fixture
     e2e_max_wer: float = E2E_MAX_WER
     e2e_cer_margin: float = E2E_CER_MARGIN
+    lora: str | None = None                # a LoRA adapter on top of the model (checkpoint.lora)
+    lora_config: str | None = None         # its settings (training YAML or JSON); None: read from its keys
 
 
 def versions() -> dict:
@@ -61,8 +65,9 @@ def versions() -> dict:
 class Run:
     """One validation run: the phases share the reference model, the speech clip and the recorder."""
 
-    def __init__(self, settings: Settings, target: Target):
+    def __init__(self, settings: Settings, target: Target, adapter=None, adapter_sha256: str | None = None):
         self.settings, self.target = settings, target
+        self.adapter, self.adapter_sha256 = adapter, adapter_sha256
         self.recorder = Recorder(settings.gates)
         self.notes: dict = {}
         self.plots: dict = {}
@@ -86,7 +91,7 @@ class Run:
 
         from .references import TorchReference
 
-        self.model = load_voxcpm(self.settings.model, self.settings.revision)
+        self.model = load_voxcpm(self.settings.model, self.settings.revision, adapter=self.adapter)
         self.ref = TorchReference(self.model)
         speech, source = inp.speech_clip(self.ref.sample_rate)
         prompt = self.ref.prompt_patches(speech)
@@ -94,6 +99,18 @@ class Run:
                                        self.settings.decoder_lengths, self.settings.stream_patches)
         self.notes["speech"] = f"{source}, {speech.size / self.ref.sample_rate:.2f} s"
         self.notes["prompt"] = f"{len(prompt)} latent patches of the speech clip (torch VAE encoder)"
+        if self.adapter is not None:
+            self.notes["LoRA"] = f"{self.adapter.describe()}; the reference runs it live in voxcpm's LoRALinear layers"
+
+    def constants(self):
+        from .constants import check_constants
+        from .provenance import check_adapter
+
+        self.notes["constants"] = check_constants(self.settings.out, self.context, self.recorder)
+        unknown = check_adapter(self.settings.out, self.target.todo, self.target.layout.name, self.adapter_sha256,
+                                self.recorder)
+        if unknown:
+            self.notes["adapter provenance"] = unknown
 
     def stateless(self):
         from .stateless import run_cases, vae_round_trip
@@ -193,7 +210,8 @@ class Run:
                 from checkpoint.loading import load_voxcpm
                 from patches.apply import patch_model
 
-                patched = patch_model(load_voxcpm(self.settings.model, self.settings.revision))
+                patched = load_voxcpm(self.settings.model, self.settings.revision)
+                patched = patch_model(self.adapter.merge_into(patched) if self.adapter else patched)
             _, arrays = self.recorder.witnesses[(component, precision)]
             gate = self.settings.gates.gate(component, precision)
             result = localize_component(patched, self.target.layout[component],
@@ -222,7 +240,7 @@ def failure_message(rows: list[dict], structural: list[dict], checks: list[dict]
     return "; ".join(parts)
 
 
-def _end_to_end(settings: Settings, target: Target) -> dict:
+def _end_to_end(settings: Settings, target: Target, adapter=None) -> dict:
     from contract import artifacts
 
     from .e2e import run_e2e
@@ -234,7 +252,18 @@ def _end_to_end(settings: Settings, target: Target) -> dict:
     return run_e2e(settings.model, settings.out, settings.precisions, settings.backend, revision=settings.revision,
                    asr=settings.asr_model, max_len=settings.e2e_max_len, gate=settings.e2e_gate,
                    max_wer=settings.e2e_max_wer, cer_margin=settings.e2e_cer_margin, progress=settings.progress,
-                   layout=target.layout.name)
+                   layout=target.layout.name, adapter=adapter)
+
+
+def open_adapter(settings: Settings):
+    """(the adapter checked against the model, its sha256) as the converter opens it, or (None, None)."""
+    if settings.lora is None:
+        return None, None
+    from checkpoint.loading import config_dict, resolve_source
+    from convert.pipeline import open_adapter as open_checked
+
+    checkpoint = resolve_source(settings.model, settings.revision)
+    return open_checked(settings.lora, settings.lora_config, checkpoint, config_dict(checkpoint))
 
 
 def validate(settings: Settings) -> dict:
@@ -242,13 +271,14 @@ def validate(settings: Settings) -> dict:
     start = time.time()
     target = find_target(settings.out, settings.model, settings.revision, settings.layout, settings.precisions,
                          settings.components, settings.explicit_components)
+    adapter, adapter_sha256 = open_adapter(settings)  # a bad adapter: one line, before anything is loaded
     if settings.e2e:  # fail before the long component run, not after it
         from .e2e import check_asr
 
         check_asr(settings.asr_model)
-    run = Run(settings, target)
+    run = Run(settings, target, adapter, adapter_sha256)
     timings = {}
-    for phase in ("prepare", "stateless", "streams", "rollouts", "structure"):
+    for phase in ("prepare", "stateless", "streams", "constants", "rollouts", "structure"):
         began = time.time()
         getattr(run, phase)()
         timings[phase] = round(time.time() - began, 1)
@@ -265,12 +295,13 @@ def validate(settings: Settings) -> dict:
         run.model = run.ref = run.context = None  # free the unpatched model first: e2e loads its own copy
         gc.collect()
         began = time.time()
-        e2e = _end_to_end(settings, target)
+        e2e = _end_to_end(settings, target, run.adapter)
         timings["e2e"] = round(time.time() - began, 1)
         if not e2e["passed"]:
             failure = "; ".join(x for x in (failure, e2e["failure"]) if x)
         passed = passed and e2e["passed"]
     return {"model": str(settings.model), "out": str(settings.out), "backend": run.backend or settings.backend,
+            "adapter": {"sha256": adapter_sha256, **adapter.record()} if adapter else None,
             "layout": target.layout.name, "precisions": list(settings.precisions), "passed": passed,
             "declaration": {"source": target.source, "unknown": target.unknown},
             "failure": failure, "e2e": e2e or {"status": "skipped", "note": "--no-e2e"},

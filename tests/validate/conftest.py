@@ -45,3 +45,20 @@ def run_validate(tiny_dir, out, *args) -> tuple[int, dict | None]:
     layout = args[args.index("--layout") + 1] if "--layout" in args else DEFAULT_LAYOUT
     path = report_dir(out, layout) / "report.json"
     return status, (json.loads(path.read_text()) if path.is_file() else None)
+
+
+def lora_args(adapter) -> list[str]:
+    return ["--lora", str(adapter), "--lora-config", str(Path(adapter) / "train.yaml")]
+
+
+@pytest.fixture(scope="session")
+def lora_out(tiny_never_stop_dir, never_stop_adapter, tmp_path_factory) -> Path:
+    """`tiny_never_stop_dir` + `never_stop_adapter` converted as a user does (fp16 and int8), plus the FP32
+    reference build in the same OUT for the generator parity check."""
+    from convert.cli import main
+
+    out = tmp_path_factory.mktemp("lora_coreml") / "out"
+    for precision in ("all", "fp32"):
+        assert main(["--model", str(tiny_never_stop_dir), "--out", str(out), "--precision", precision,
+                     *lora_args(never_stop_adapter)]) == 0
+    return out

@@ -207,3 +207,23 @@ def prefill_with_fsq_everywhere(function, model):
             return super()._lms(embeds, None, start, keep)
 
     return FSQAtTextPositions(model, state_caches=function.state_caches, **function.options)
+
+
+def merge_with_alpha(adapter, model):
+    """A wrong LoRA merge: W + alpha·B·A instead of W + alpha/r·B·A (r times the update)."""
+    with torch.no_grad():
+        for module, (a, b) in adapter.tensors.items():
+            model.get_submodule(module).weight += adapter.settings.alpha * (b @ a)
+    return model
+
+
+def merge_without_projections(adapter, model):
+    """A wrong LoRA merge: the LM and DiT layers merged, the three projections (which end up in OUT/constants,
+    in no package) left as the base has them."""
+    from contract.artifacts import PROJECTIONS
+
+    with torch.no_grad():
+        for module, (a, b) in adapter.tensors.items():
+            if module not in PROJECTIONS:
+                model.get_submodule(module).weight += adapter.settings.scale * (b @ a)
+    return model
