@@ -266,6 +266,12 @@ def open_adapter(settings: Settings):
     return open_checked(settings.lora, settings.lora_config, checkpoint, config_dict(checkpoint))
 
 
+def _memory() -> dict:
+    from contract.memory import peak_rss_mib, rss_mib
+
+    return {"rss": round(rss_mib()), "peak": round(peak_rss_mib())}
+
+
 def validate(settings: Settings) -> dict:
     """Run everything; returns the results dict that report.write_report takes."""
     start = time.time()
@@ -277,16 +283,18 @@ def validate(settings: Settings) -> dict:
 
         check_asr(settings.asr_model)
     run = Run(settings, target, adapter, adapter_sha256)
-    timings = {}
+    timings, memory = {}, {}
     for phase in ("prepare", "stateless", "streams", "constants", "rollouts", "structure"):
         began = time.time()
         getattr(run, phase)()
         timings[phase] = round(time.time() - began, 1)
+        memory[phase] = _memory()
     rows = summarize(run.recorder.records, settings.gates)
     began = time.time()
     run.localize_all([r for r in rows if r["gated"]] + [
         {"name": c["component"], "precision": c["precision"], "passed": c["passed"]} for c in run.structural])
     timings["localize"] = round(time.time() - began, 1)
+    memory["localize"] = _memory()
     checks = run.recorder.checks
     passed = all(r["passed"] for r in rows) and all(c["passed"] for c in run.structural + checks)
     failure = "" if passed else failure_message(rows, run.structural, checks, settings.gates)
@@ -297,6 +305,7 @@ def validate(settings: Settings) -> dict:
         began = time.time()
         e2e = _end_to_end(settings, target, run.adapter)
         timings["e2e"] = round(time.time() - began, 1)
+        memory["e2e"] = _memory()
         if not e2e["passed"]:
             failure = "; ".join(x for x in (failure, e2e["failure"]) if x)
         passed = passed and e2e["passed"]
@@ -309,6 +318,7 @@ def validate(settings: Settings) -> dict:
             "structural": run.structural, "localization": run.localization, "gates": settings.gates.as_dict(),
             "inputs": run.notes, "versions": versions(), "wall_seconds": round(time.time() - start, 1),
             "phase_seconds": timings,
+            "phase_memory_mib": memory,   # after each phase: the process's resident set and its peak so far
             "settings": {"steps": settings.steps, "decoder_lengths": list(settings.decoder_lengths),
                          "stream_patches": settings.stream_patches,
                          "max_context": target.max_context, "components": {p: c for p, c in target.todo.items()}},

@@ -101,3 +101,8 @@ def test_no_e2e_skips_it(tiny_dir, tiny_coreml, tmp_path, monkeypatch):
     status, report = _run(tiny_dir, tiny_coreml, tmp_path, "--no-e2e")
     assert status == 0 and report["passed"] is True
     assert report["e2e"]["status"] == "skipped" and "e2e" not in report["phase_seconds"]
+    # each phase's memory is in the report beside its time, to find what holds the peak at full size
+    memory = report["phase_memory_mib"]
+    assert set(memory) == set(report["phase_seconds"])
+    assert all(0 < m["rss"] <= m["peak"] for m in memory.values())
+    assert [m["peak"] for m in memory.values()] == sorted(m["peak"] for m in memory.values())
