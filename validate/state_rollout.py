@@ -134,6 +134,7 @@ class _Run:
         self.steps_hidden = dict(enumerate(self.steps.base_prefill(sequence.embeds()[:total])))  # voxcpm's
         self.residual_hidden: dict = {}
         state, done, tail = model.new_state(), 0, None
+        stops, expected_stops = [], []
         spec = self.spec.function("prefill")
         for start, count in prefill_calls(total, chunk, self.max_context, rows):
             inputs = prefill_inputs(spec, sequence.text, sequence.patches, start, count)
@@ -146,8 +147,13 @@ class _Run:
             done = start + count
             mu, stop = self.steps.heads(hidden, self.residual_hidden[done - 1])
             self._add("prefill: mu", case, out["mu"], mu, done - 1)
-            self._add("prefill: stop_logit", case, out["stop_logit"], stop, done - 1)
+            stops.append(np.asarray(out["stop_logit"], np.float32).reshape(-1))
+            expected_stops.append(np.asarray(stop, np.float32).reshape(-1))
             tail = tail or self._compare_states("prefill", case, state, done, done - 1)
+        # over the whole prefill, two numbers a call, as the step rollouts and the published layout's
+        # compare them: one call's two logits make a correlation of +-1, a sign test, not a metric
+        self.recorder.add(self.spec.name, self.precision, "prefill: stop_logit", case, np.stack(stops),
+                          np.stack(expected_stops))
         self.recorder.check(self.spec.name, self.precision, f"state slots beyond the last position stay zero "
                                                             f"({case})", tail is None, tail or "")
         return {name: state.read(name)[:, :, :total].astype(np.float32) for name in self.names}

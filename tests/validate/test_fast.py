@@ -63,6 +63,16 @@ def test_every_state_is_compared_after_every_call(fast_validation, precision):
     assert len(chunked) == 1 and chunked[0]["cases"] == 2 and chunked[0]["rel_l2"] < 1e-3
 
 
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_the_prefills_stop_logits_are_compared_as_a_series(fast_validation, precision):
+    # one comparison per prefill over all its calls' logits, as the step rollouts and the published layout
+    # compare them: a single call's two logits give a correlation of +-1 (a full-size int8 run read -1)
+    _, report = fast_validation
+    rows = [r for r in report["components"] if r["output"] == "prefill: stop_logit" and r["precision"] == precision]
+    assert len(rows) == 1 and rows[0]["cases"] == 3
+    assert rows[0]["passed"]
+
+
 def test_the_fused_diffusion_is_compared_with_voxcpms_sampler(fast_validation):
     _, report = fast_validation
     rows = [r for r in report["components"] if r["name"] == "diffusion" and r["gated"]]
