@@ -75,7 +75,7 @@ demo: setup
 bench: setup
 	$(PY) -m bench --model $(MODEL) --packages $(OUT)
 	@if [ -f "$(OUT)/manifest.json" ]; then \
-		$(PY) -m bench.streaming --out "$(OUT)" --precision $(if $(filter all,$(PRECISION)),int8,$(PRECISION)); \
+		$(PY) -m bench.streaming --out "$(OUT)" --layout all --precision $(if $(filter all,$(PRECISION)),int8,$(PRECISION)); \
 	else echo "note: time to first audio not measured: $(OUT) has no converted packages (make convert)"; fi
 
 clean:

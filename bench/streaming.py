@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_out(p, "what python -m convert wrote")
     p.add_argument("--precision", default="fp16", choices=("fp16", "int8", "fp32"))
     p.add_argument("--backend", default="auto", choices=("auto", "coreml", "mil"))
-    p.add_argument("--layout", default=DEFAULT_LAYOUT)
+    p.add_argument("--layout", default=DEFAULT_LAYOUT,
+                   help="published, fast, or all: every layout OUT holds at --precision, one report each "
+                        "(streaming-<layout>.json)")
     p.add_argument("--patches", type=int, default=63, help="utterance length in patches (default 63: 10.08 s)")
     p.add_argument("--runs", type=int, default=3, help="runs per mode; medians reported (default 3)")
     p.add_argument("--seed", type=int, default=1)
@@ -127,11 +129,26 @@ def _parse(argv):
     return args
 
 
+def layouts_in(out: Path, precision: str) -> list[str]:
+    """The layouts whose packages of `precision` OUT holds (by their whole-utterance decoder)."""
+    from contract import artifacts
+    from contract.layout import LAYOUTS
+
+    return [name for name in LAYOUTS if artifacts.package_path(out, precision, "audio_vae_decoder", name).exists()]
+
+
 def _work(args) -> int:
-    result = bench(Path(args.out), args.precision, args.backend, args.layout, args.patches, args.runs, args.seed)
+    layouts = layouts_in(Path(args.out), args.precision) if args.layout == "all" else [args.layout]
+    if not layouts:
+        from generate.errors import GenerationError
+
+        raise GenerationError(f"{args.out} holds no {args.precision} packages of any layout: make convert first")
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    (args.report_dir / "streaming.json").write_text(json.dumps(result, indent=2))
-    print(table(result))
+    for layout in layouts:
+        result = bench(Path(args.out), args.precision, args.backend, layout, args.patches, args.runs, args.seed)
+        name = "streaming.json" if args.layout != "all" else f"streaming-{layout}.json"
+        (args.report_dir / name).write_text(json.dumps(result, indent=2))
+        print(table(result) + "\n")
     if sys.platform != "darwin":
         print("note: the absolute Core ML figure needs macOS (--backend coreml); here the interpreter ran")
     return 0

@@ -78,6 +78,15 @@ class _Run:
         self.margin = recorder.gates.fsq_margin.get(precision, 0.1)
         self.steps = ref.lm_steps(max_context)
         self.names = [t.name for t in spec.states]
+        self.prefill_stops: list = []   # (package, reference) stop logits [calls, 2] of each prefill
+
+    def compare_prefill_stops(self) -> None:
+        """The stop logits at the end of every prefill call, all prefills as one series, as the step rollouts
+        and the published layout compare theirs: one call's two logits give a correlation of +-1 (a sign
+        test), and a 64-row prefill of 99 positions has only two calls."""
+        actual, expected = (np.concatenate(side) for side in zip(*self.prefill_stops))
+        self.recorder.add(self.spec.name, self.precision, "prefill: stop_logit",
+                          f"{len(self.prefill_stops)} prefills, {len(actual)} calls", actual, expected)
 
     # ---------------------------------------------------------------- comparisons
     def _add(self, output, case, actual, expected, position, **kwargs) -> dict:
@@ -150,10 +159,7 @@ class _Run:
             stops.append(np.asarray(out["stop_logit"], np.float32).reshape(-1))
             expected_stops.append(np.asarray(stop, np.float32).reshape(-1))
             tail = tail or self._compare_states("prefill", case, state, done, done - 1)
-        # over the whole prefill, two numbers a call, as the step rollouts and the published layout's
-        # compare them: one call's two logits make a correlation of +-1, a sign test, not a metric
-        self.recorder.add(self.spec.name, self.precision, "prefill: stop_logit", case, np.stack(stops),
-                          np.stack(expected_stops))
+        self.prefill_stops.append((np.stack(stops), np.stack(expected_stops)))
         self.recorder.check(self.spec.name, self.precision, f"state slots beyond the last position stay zero "
                                                             f"({case})", tail is None, tail or "")
         return {name: state.read(name)[:, :, :total].astype(np.float32) for name in self.names}
@@ -235,6 +241,7 @@ def run_state_rollouts(ref, context, models: list, recorder: Recorder, max_conte
         for r in rows:
             finals[r] = run.prefill(sequence(length), length, r, chunk)
             bar.update()
+        run.compare_prefill_stops()
         one = finals[1]
         for r in rows[:-1]:
             metrics = [compare(finals[r][name], one[name]) for name in run.names]

@@ -27,3 +27,19 @@ def test_streaming_bench_reports_every_mode(tiny_stream_out, tmp_path, capsys):
 def test_bad_flags_are_one_line(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "nowhere"), "--patches", "0"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: --patches 0")
+
+
+def test_every_layout_in_out_gets_its_report(tiny_both_coreml, tmp_path, capsys):
+    # make bench passes --layout all: one report per layout OUT holds
+    assert main(["--out", str(tiny_both_coreml), "--layout", "all", "--precision", "fp16", "--backend", "mil",
+                 "--patches", "2", "--runs", "1", "--report-dir", str(tmp_path)]) == 0
+    for layout in ("published", "fast"):
+        result = json.loads((tmp_path / f"streaming-{layout}.json").read_text())
+        assert result["layout"] == layout and result["modes"]["windowed"]["first_audio_patches"] == 1
+    assert "published layout" in capsys.readouterr().out
+
+
+def test_all_layouts_of_an_empty_out_is_one_line(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    assert main(["--out", str(tmp_path / "out"), "--layout", "all", "--report-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().startswith("error:")
