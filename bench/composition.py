@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import artifacts
-from contract.layout import LAYOUTS
 from runtime.metrics import compare
+
+from .streaming import layouts_in
 
 
 def run_steps(steps, tokens: list[int], prompt: np.ndarray, fed: np.ndarray) -> dict:
@@ -62,10 +62,8 @@ def main(argv=None) -> int:
     from reference.torch_steps import TorchSteps
 
     out = Path(args.out)
-    manifest = json.loads((out / "manifest.json").read_text())["artifacts"]
     precisions = args.precisions.split(",")
-    layouts = [name for name in LAYOUTS if all(artifacts.artifact_key(p, c, name) in manifest for p in precisions
-                                                   for c in ("audio_vae_decoder",))]
+    layouts = [name for name in layouts_in(out, precisions[0]) if all(name in layouts_in(out, p) for p in precisions)]
     synths = {(layout, p): Synthesizer(out, precision=p, backend="mil", layout=layout)
               for layout in layouts for p in precisions}
     any_synth = next(iter(synths.values()))
