@@ -88,8 +88,7 @@ def _buffer():
 
 
 class one_thread:
-    """torch on one thread inside the block (see the module docstring), restored after; also what
-    runtime/mil/kernels/linalg.py runs its few-row products in."""
+    """torch on one thread inside the block (see the module docstring), restored after."""
 
     def __enter__(self):
         self.n = _torch.get_num_threads()

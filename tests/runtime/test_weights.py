@@ -79,7 +79,7 @@ def test_int8_data_read_only_by_dequantisation_is_not_kept(built):
 
 
 
-def test_a_few_row_linear_runs_on_one_thread_with_the_same_fp16_bits(monkeypatch):
+def test_a_few_row_linear_runs_on_torchs_threads_with_the_same_fp16_bits(monkeypatch):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 9, 1024)).astype(np.float16).astype(np.float32)  # locdit_step's rows
     weight = torch.from_numpy((0.03 * rng.standard_normal((4096, 1024))).astype(np.float16))
@@ -87,12 +87,13 @@ def test_a_few_row_linear_runs_on_one_thread_with_the_same_fp16_bits(monkeypatch
     real_linear = torch.nn.functional.linear
     monkeypatch.setattr(torch.nn.functional, "linear", lambda *a: seen.append(torch.get_num_threads()) or real_linear(*a))
     threads = torch.get_num_threads()
-    one = linalg.linear({"x": x, "weight": weight}, None)
-    monkeypatch.setattr(linalg, "ONE_THREAD_ROWS", 0)
-    torch.set_num_threads(2)
+    results = []
     try:
-        two = linalg.linear({"x": x, "weight": weight}, None)
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(linalg.linear({"x": x, "weight": weight}, None))
     finally:
         torch.set_num_threads(threads)
+    one, two = results
     assert seen == [1, 2] and torch.get_num_threads() == threads
     assert np.array_equal(one.astype(np.float16).view(np.uint16), two.astype(np.float16).view(np.uint16))

@@ -12,13 +12,14 @@ base LM step holds 0.7 GB instead of 1.4 GB) and half the bytes read per call. T
 from the fp32 product rounded to fp16 by the order of the fp32 sums only (one fp16 step on ~0.2 %
 of the outputs). Elsewhere, and in fp32 compute mode, weights stay fp32.
 
-Why one thread for a product of few rows (at most ONE_THREAD_ROWS: every linear of the LM steps,
-locdit_step and feat_encoder): it reads each weight once and is bound by memory, which one core
-nearly saturates; a second OpenMP thread only adds a barrier, and on 2 shared cores the thread
-often waits for a core. Measured on this machine at load average 11, medians of 30 calls:
-[18, 1024] x [4096, 1024] fp16 13.4 ms on one thread, 30.2 ms on two; [18, 1024] x [128, 1024]
-0.10 ms on one thread, 24.0 ms on two. oneDNN's fp16 products are the same bits on one thread as on
-two; MKL's fp32 products of 2-32 rows may sum in another order (fp32 rounding, far below fp16's).
+Threads: as many as torch is set to (OMP_NUM_THREADS), as in torch eager. A product of few rows
+(the LM steps, locdit_step, feat_encoder) reads each weight once and is bound by memory; on an idle
+2-core machine two threads read it faster than one: full-size base_lm_step 104.7 ms a call on two
+threads against 133.2 on one, residual_lm_step 35.1 / 45.6, locdit_step 60.4 / 89.6 (fp16
+packages, TRIALS "few-row linears on two threads"). An earlier rule put products of <= 256 rows on
+one thread, measured at load average 11, where a second thread waits for a core; a machine shared
+that way is better served by OMP_NUM_THREADS=1 for the whole process (make test does so). oneDNN's
+fp16 products are the same bits on one thread as on two.
 """
 import os
 import warnings
@@ -56,7 +57,6 @@ def _cpu_multiplies_fp16():
 
 
 FP16_GEMM = _cpu_multiplies_fp16()
-ONE_THREAD_ROWS = 256
 
 
 def _prepare_linear(consts, op, fp16_mode):
@@ -88,9 +88,6 @@ def linear(a, op):
             y += b
         return y
     w = w if isinstance(w, _torch.Tensor) else _tensor(w)
-    if x.size // max(x.shape[-1], 1) <= ONE_THREAD_ROWS:
-        with fp16.one_thread():
-            return _torch_linear(x, w, b)
     return _torch_linear(x, w, b)
 
 
