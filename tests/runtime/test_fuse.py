@@ -189,3 +189,28 @@ def test_a_chunked_chain_holds_one_output_not_one_array_per_op():
     finally:
         tracemalloc.stop()
     assert peak < 1.5 * x.nbytes, f"peak {peak / x.nbytes:.1f}x the input: intermediates are whole arrays"
+
+
+def test_a_big_chain_runs_on_torchs_threads_and_equals_the_unfused_ops_bit_for_bit(monkeypatch):
+    import threading
+
+    import torch
+
+    from runtime.mil import fuse
+
+    shape = (1, C, 300_000)   # 2.4M elements: at least two slices of 1M a thread
+    model = MilModel.from_program(_snake_program(shape=shape), compute="fp16")
+    x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+    name = model.outputs[0].name
+    seen, run = set(), fuse.ChunkedChain._run
+    monkeypatch.setattr(fuse.ChunkedChain, "_run", lambda self, *a: seen.add(threading.current_thread().name)
+                        or run(self, *a))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fused = model.predict({"x": x})[name]
+    finally:
+        torch.set_num_threads(threads)
+    assert len(seen) == 2 and all(n.startswith("mil-chain") for n in seen), seen
+    unfused = model.trace({"x": x}, names=[name])[name]
+    assert np.array_equal(fused.view(np.uint16), unfused.astype(np.float16).view(np.uint16))
