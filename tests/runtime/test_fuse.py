@@ -198,7 +198,7 @@ def test_a_big_chain_runs_on_torchs_threads_and_equals_the_unfused_ops_bit_for_b
 
     from runtime.mil import fuse
 
-    shape = (1, C, 300_000)   # 2.4M elements: at least two slices of 1M a thread
+    shape = (1, C, 300_000)   # 2.4M elements: three slices of <= 1M over two threads
     model = MilModel.from_program(_snake_program(shape=shape), compute="fp16")
     x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
     name = model.outputs[0].name

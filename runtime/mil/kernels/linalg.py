@@ -16,10 +16,10 @@ Threads: as many as torch is set to (OMP_NUM_THREADS), as in torch eager. A prod
 (the LM steps, locdit_step, feat_encoder) reads each weight once and is bound by memory; on an idle
 2-core machine two threads read it faster than one: full-size base_lm_step 104.7 ms a call on two
 threads against 133.2 on one, residual_lm_step 35.1 / 45.6, locdit_step 60.4 / 89.6 (fp16
-packages, TRIALS "few-row linears on two threads"). An earlier rule put products of <= 256 rows on
-one thread, measured at load average 11, where a second thread waits for a core; a machine shared
-that way is better served by OMP_NUM_THREADS=1 for the whole process (make test does so). oneDNN's
-fp16 products are the same bits on one thread as on two.
+packages, TRIALS "runtime · every component on an idle machine"). An earlier rule put products of
+<= 256 rows on one thread, measured at load average 11, where a second thread waits for a core; a
+machine shared that way is better served by OMP_NUM_THREADS=1 for the whole process (make test
+does so). oneDNN's fp16 products are the same bits on one thread as on two.
 """
 import os
 import warnings
