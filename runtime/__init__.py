@@ -58,7 +58,16 @@ from .errors import BackendUnavailableError, InputError, UnsupportedOpError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load", "metrics", "InputError", "UnsupportedOpError", "BackendUnavailableError", "TensorDesc"]
+__all__ = ["load", "release_memory", "metrics", "InputError", "UnsupportedOpError", "BackendUnavailableError",
+           "TensorDesc"]
+
+
+def release_memory() -> None:
+    """Free unreachable objects now and hand the allocator's free pages back to the system (glibc keeps
+    them otherwise); for a caller that has just dropped a model."""
+    from .mil.model import release_memory as release
+
+    release()
 
 
 def load(path, backend="auto", function=None, compute_units="ALL", compute="fp16", precision=None,

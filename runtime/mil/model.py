@@ -1,4 +1,5 @@
 """MilModel: the numpy ML Program interpreter behind runtime.load(backend='mil')."""
+import contextlib
 import ctypes
 import gc
 import logging
@@ -17,31 +18,47 @@ log = logging.getLogger(__name__)
 COMPUTE_MODES = ("fp16", "fp32")
 
 
-# mallopt parameters (glibc's malloc.h)
+# mallopt parameters (glibc's malloc.h) and glibc's default for M_MMAP_MAX
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_MMAP_MAX = 65536
 _KEEP_FREE_BYTES = 256 << 20
 
 
-def _tune_allocator():
-    """Let glibc keep freed memory for the next allocation instead of handing it back at once.
+def _allocator_tuned() -> bool:
+    return _libc is not None and os.environ.get("RUNTIME_MALLOC") != "default"
 
-    Every op allocates its output; glibc serves blocks above its mmap threshold (at most 32 MiB)
-    with fresh mmaps, and unmaps them on free, so a VAE's 56-220 MB activations were page-faulted
-    in (zeroed by the kernel, 4 KiB at a time) op after op: a full-size validation took 119 million
-    minor faults, 307 s of system time. From the heap, with up to 256 MiB kept free at its top,
-    the same blocks are reused. Affects the whole process (torch too); RUNTIME_MALLOC=default
-    leaves glibc as it is.
+
+def _keep_free_memory():
+    """Let glibc keep up to 256 MiB free at the top of its heap between runs (the next run reuses it)."""
+    if _allocator_tuned():
+        _libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE_BYTES)
+
+
+@contextlib.contextmanager
+def _heap_only():
+    """Serve a run's allocations from glibc's heap, where freed blocks are reused op after op.
+
+    Above its mmap threshold (at most 32 MiB) glibc maps every block fresh and unmaps it on free,
+    so a VAE's 56-220 MB activations were page-faulted in (zeroed by the kernel, 4 KiB at a time)
+    op after op: a full-size validation took 119 million minor faults, 307 s of system time. Only
+    during a run: torch's own calls in the heap fragment it (a full-size torch VAE decode of 500
+    frames grew the heap by 7 GB for 2 GB of tensors). RUNTIME_MALLOC=default leaves glibc as it is.
     """
-    if _libc is None or os.environ.get("RUNTIME_MALLOC") == "default":
+    if not _allocator_tuned():
+        yield
         return
     _libc.mallopt(_M_MMAP_MAX, 0)
-    _libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE_BYTES)
+    try:
+        yield
+    finally:
+        _libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
 
 
-def _release_program():
-    """Free the PyMIL program now: it is a web of reference cycles as big as the package (0.7 GB
-    for the base LM step) that only a full collection frees, and glibc keeps the freed pages
-    until asked (a full-size base LM step held 2.0 GiB after loading instead of 1.1)."""
+def release_memory():
+    """Free unreachable objects now and hand glibc's free pages back to the system: a PyMIL program
+    is a web of reference cycles as big as the package (0.7 GB for the base LM step) that only a
+    full collection frees, and glibc keeps freed pages below the top of its heap until asked (a
+    full-size base LM step held 2.0 GiB after loading instead of 1.1)."""
     gc.collect()
     if _libc is not None:
         _libc.malloc_trim(0)
@@ -56,7 +73,7 @@ def _glibc():
 
 
 _libc = _glibc()
-_tune_allocator()
+_keep_free_memory()
 
 
 class MilModel:
@@ -94,7 +111,7 @@ class MilModel:
         ins, outs, states = _describe.describe(spec, function_name if function_name else _describe.default_function(spec))
         self = cls(function, ins, outs, states, compute, name, strict_inputs)
         del model, spec, program, function
-        _release_program()
+        release_memory()
         log.info("mil: loaded %s (function %s, %d ops) in %.2f s", path, name, len(self._plan.steps), time.perf_counter() - t0)
         return self
 
@@ -132,8 +149,9 @@ class MilModel:
             env.update({n: StateSlot(state, n) for n in self._state_names})
         trace = None if return_intermediates is False or return_intermediates is None else {}
         names = None if trace is None or return_intermediates is True else frozenset(return_intermediates)
-        values = self._plan.run(env, trace, names)
-        result = {d.name: self._output(v, d) for v, d in zip(values, self._out_descs)}
+        with _heap_only():
+            values = self._plan.run(env, trace, names)
+            result = {d.name: self._output(v, d) for v, d in zip(values, self._out_descs)}
         return (result, trace) if trace is not None else result
 
     def trace(self, inputs, state=None, names=None):
