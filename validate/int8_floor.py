@@ -114,7 +114,7 @@ def _lm_rollouts(model, quantized, ref, prompt_embeds, steps, layout, recorder, 
                 actual = getattr(quantized, spec.parts[0]).forward_step(embed, pos).numpy()
                 recorder.add(spec.name, "int8", spec.primary_output, rollout.label, actual.reshape(-1),
                              expected[spec.name][spec.primary_output].reshape(-1), step=position, gated=False)
-                worst, *_ = compare_caches(_caches_as_outputs(int8, spec), fp32, spec, position)
+                worst, *_ = compare_caches(_caches_as_outputs(int8, spec), fp32.caches(spec), spec, position)
                 recorder.add(spec.name, "int8", "caches", rollout.label, None, None, step=position, metrics=worst,
                              gated=False)
             bar.update()

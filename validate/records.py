@@ -8,6 +8,7 @@ what a failure message names.
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -25,11 +26,36 @@ def badness(record: dict, gate) -> float:
 
 
 class Recorder:
-    def __init__(self, gates: Gates):
+    """Records and checks, kept by section so that phases may run in any order while the report lists
+    them in `order` (sections not named there follow, in the order first used)."""
+
+    def __init__(self, gates: Gates, order: tuple[str, ...] = ()):
         self.gates = gates
-        self.records: list[dict] = []
-        self.checks: list[dict] = []
+        self.order = tuple(order)
+        self.current = "main"
+        self._records: dict[str, list[dict]] = {}
+        self._checks: dict[str, list[dict]] = {}
         self.witnesses: dict = {}   # (component, precision) -> (badness, converted inputs) for localisation
+
+    @contextmanager
+    def section(self, name: str):
+        previous, self.current = self.current, name
+        try:
+            yield self
+        finally:
+            self.current = previous
+
+    def _ordered(self, by_section: dict) -> list[dict]:
+        names = [n for n in self.order if n in by_section] + [n for n in by_section if n not in self.order]
+        return [entry for name in names for entry in by_section[name]]
+
+    @property
+    def records(self) -> list[dict]:
+        return self._ordered(self._records)
+
+    @property
+    def checks(self) -> list[dict]:
+        return self._ordered(self._checks)
 
     def add(self, component: str, precision: str, output: str, case: str, actual, expected, step=None,
             gated: bool = True, detail: str | None = None, metrics: dict | None = None) -> dict:
@@ -40,7 +66,7 @@ class Recorder:
                   "gated": gated, "passed": gate.passes(metrics) if gated else True}
         if detail:
             record["detail"] = detail
-        self.records.append(record)
+        self._records.setdefault(self.current, []).append(record)
         return record
 
     def witness(self, component: str, precision: str, inputs: dict, records: list[dict]) -> None:
@@ -54,7 +80,7 @@ class Recorder:
     def check(self, component: str, precision: str, check: str, passed: bool, detail: str = "") -> dict:
         entry = {"component": component, "precision": precision, "check": check, "passed": bool(passed),
                  "detail": detail}
-        self.checks.append(entry)
+        self._checks.setdefault(self.current, []).append(entry)
         return entry
 
 

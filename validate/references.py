@@ -212,7 +212,8 @@ class FSQReference:
         self.w_in, self.b_in = fsq.in_proj.weight.detach().double().numpy(), fsq.in_proj.bias.detach().double().numpy()
         self.w_out, self.b_out = fsq.out_proj.weight.detach().double().numpy(), fsq.out_proj.bias.detach().double().numpy()
         self.pinv_out = np.linalg.pinv(self.w_out)
-        self.model = model
+        # the stop head alone (8 MB at full size): the rollouts outlive the rest of the model
+        self.stop_proj, self.stop_actn, self.stop_head = model.stop_proj, model.stop_actn, model.stop_head
 
     def expected(self, hidden: np.ndarray, fsq_out: np.ndarray, margin: float) -> tuple[np.ndarray, int]:
         """(expected lm_hidden_fsq [1, H], number of codes taken from the converted output)."""
@@ -227,5 +228,4 @@ class FSQReference:
 
     @torch.no_grad()
     def stop_logit(self, fsq_out: np.ndarray) -> np.ndarray:
-        model = self.model
-        return _np(model.stop_head(model.stop_actn(model.stop_proj(_t(fsq_out)))))
+        return _np(self.stop_head(self.stop_actn(self.stop_proj(_t(fsq_out)))))

@@ -71,20 +71,61 @@ def plan_rollouts(ref, prompt_embeds: np.ndarray, steps: int, max_context: int) 
     return rollouts
 
 
-def _initial_caches(ref_steps, spec, max_context: int) -> dict:
-    """The reference's caches under the step's input names (before it writes the current position)."""
-    caches = ref_steps.caches(spec)
-    return {spec.caches.input_name(kind, i): cache[:, :, :max_context].numpy().copy()
+@dataclass
+class RolloutReference:
+    """voxcpm's side of one rollout, recorded before any package runs: per compared position its inputs
+    and outputs by the converted interface's names; per LM step its caches when the converted step
+    joins (before it writes `start`, under the step's input names) and after the last position. A
+    static cache writes slot p at position p only, so slots 0..p of the final caches are the caches
+    at position p."""
+
+    rollout: Rollout
+    steps: list[dict]                        # position - start -> {component: {name: array}}
+    initial: dict[str, dict[str, np.ndarray]]  # component -> {cache input name: [1, heads, max_context, D]}
+    final: dict[str, list[np.ndarray]]       # component -> caches in CacheSpec.slots() order
+
+
+def _cache_arrays(ref_steps, spec) -> list[np.ndarray]:
+    return [cache.numpy().copy() for cache in ref_steps.caches(spec)]
+
+
+def _initial_caches(caches: list[np.ndarray], spec, max_context: int) -> dict:
+    """Caches under the step's input names, cut to the package's context."""
+    return {spec.caches.input_name(kind, i): cache[:, :, :max_context].copy()
             for (kind, i), cache in zip(spec.caches.slots(), caches)}
 
 
-def compare_caches(out: dict, ref_steps, spec, position: int) -> tuple[dict, str, float, str]:
-    """(worst metrics over caches, worst cache name, largest value beyond position, where)."""
+def record_rollouts(ref, rollouts: list[Rollout], specs: list, max_context: int,
+                    progress: bool = True) -> list[RolloutReference]:
+    """voxcpm's own decode loop through every rollout: what the converted steps are compared with."""
+    ref_steps = ref.lm_steps(max_context)
+    bar = tqdm(total=sum(r.end for r in rollouts), desc=f"{'LM rollouts (torch)':<18}", unit="pos",
+               disable=not progress, leave=True)
+    recorded = []
+    for rollout in rollouts:
+        ref_steps.reset()
+        if rollout.start > 0:  # voxcpm's own prefill up to the first compared position
+            ref_steps.prefill(rollout.embeds[:rollout.start], rollout.is_audio[:rollout.start])
+            bar.update(rollout.start)
+        initial = {spec.name: _initial_caches(_cache_arrays(ref_steps, spec), spec, max_context) for spec in specs}
+        steps = []
+        for position in range(rollout.start, rollout.end):
+            steps.append(ref_steps.step(rollout.embeds[position], position, bool(rollout.is_audio[position])))
+            bar.update()
+        recorded.append(RolloutReference(rollout, steps, initial,
+                                         {spec.name: _cache_arrays(ref_steps, spec) for spec in specs}))
+    bar.close()
+    return recorded
+
+
+def compare_caches(out: dict, expected_caches: list, spec, position: int) -> tuple[dict, str, float, str]:
+    """(worst metrics over caches, worst cache name, largest value beyond position, where); `expected_caches`
+    in CacheSpec.slots() order, valid at least up to `position`."""
     metrics, names, tail, tail_at = [], [], 0.0, ""
-    for (kind, i), expected in zip(spec.caches.slots(), ref_steps.caches(spec)):
+    for (kind, i), expected in zip(spec.caches.slots(), expected_caches):
         name = spec.caches.output_name(kind, i)
         actual = out[name]
-        metrics.append(compare(actual[:, :, :position + 1], expected[:, :, :position + 1].numpy()))
+        metrics.append(compare(actual[:, :, :position + 1], np.asarray(expected[:, :, :position + 1])))
         names.append(name)
         beyond = float(np.abs(actual[:, :, position + 1:]).max()) if actual.shape[2] > position + 1 else 0.0
         if beyond > tail:
@@ -103,9 +144,9 @@ class _Follower:
         self.stops, self.torch_stops, self.expected_stops = [], [], []
         self.tail_failure = None
 
-    def seed(self, ref_steps, max_context: int) -> None:
+    def seed(self, initial: dict) -> None:
         """Join the rollout with the reference's caches (before it writes the current position)."""
-        self.caches = _initial_caches(ref_steps, self.spec, max_context)
+        self.caches = {name: cache.copy() for name, cache in initial.items()}
 
     def _add(self, output, actual, expected, position, **kwargs) -> dict:
         return self.recorder.add(self.component, self.precision, output, self.rollout.label,
@@ -126,7 +167,7 @@ class _Follower:
         self.expected_stops.append(self.fsq.stop_logit(fsq).reshape(-1))
         return records
 
-    def step(self, position: int, reference: dict, ref_steps) -> None:
+    def step(self, position: int, reference: dict, expected_caches: list) -> None:
         spec = self.spec
         inputs = {spec.embed_input: reference[spec.embed_input],
                   spec.position_input: np.array([position], np.int32), **self.caches}
@@ -135,7 +176,7 @@ class _Follower:
             records = self._base_outputs(out, reference, position)
         else:
             records = [self._add(name, out[name], reference[name], position) for name in spec.head_outputs()]
-        worst, which, tail, tail_at = compare_caches(out, ref_steps, spec, position)
+        worst, which, tail, tail_at = compare_caches(out, expected_caches, spec, position)
         records.append(self.recorder.add(self.component, self.precision, "caches", self.rollout.label, None, None,
                                          step=position, detail=which, metrics=worst))
         if tail > 0 and self.tail_failure is None:
@@ -161,28 +202,20 @@ class _Follower:
                             self.tail_failure is None, self.tail_failure or "")
 
 
-def run_rollouts(ref, rollouts: list[Rollout], models: list, recorder: Recorder, max_context: int,
+def run_rollouts(references: list[RolloutReference], fsq, models: list, recorder: Recorder,
                  progress: bool = True) -> None:
-    """models: [(LM step spec, precision, runtime model)]."""
-    from .references import FSQReference
-
-    ref_steps = ref.lm_steps(max_context)
-    fsq = FSQReference(ref.model)
-    total = sum(r.end for r in rollouts)
-    bar = tqdm(total=total, desc=f"{'LM rollouts':<18}", unit="pos", disable=not progress, leave=True)
-    for rollout in rollouts:
-        ref_steps.reset()
+    """models: [(LM step spec, precision, runtime model)], each following the recorded reference;
+    fsq: the FSQReference of the same model."""
+    bar = tqdm(total=sum(r.rollout.steps for r in references), desc=f"{'LM rollouts':<18}", unit="pos",
+               disable=not progress, leave=True)
+    for reference in references:
+        rollout = reference.rollout
         followers = [_Follower(spec, p, m, recorder, rollout, fsq) for spec, p, m in models]
-        if rollout.start > 0:  # voxcpm's own prefill up to the first compared position
-            ref_steps.prefill(rollout.embeds[:rollout.start], rollout.is_audio[:rollout.start])
-            bar.update(rollout.start)
-        for position in range(rollout.start, rollout.end):
-            if position == rollout.start:
-                for follower in followers:
-                    follower.seed(ref_steps, max_context)
-            reference = ref_steps.step(rollout.embeds[position], position, bool(rollout.is_audio[position]))
+        for follower in followers:
+            follower.seed(reference.initial[follower.component])
+        for position, outputs in zip(range(rollout.start, rollout.end), reference.steps):
             for follower in followers:
-                follower.step(position, reference[follower.component], ref_steps)
+                follower.step(position, outputs[follower.component], reference.final[follower.component])
             bar.update()
         for follower in followers:
             follower.finish(recorder.gates.stop_margin)

@@ -1,13 +1,16 @@
 """The whole validation: torch references, converted packages, checks, localisation, report.
 
-Phases in order: prepare (the unpatched model and the speech clip), stateless (each stateless
-component on its cases), streams (the streaming decoder call by call, every carried context after
-every call), constants (the host-side arrays; which adapter the manifest names), rollouts (the LM
-steps, teacher-forced, every cache at every step; an LM package with states: its chunked prefills
-and step rollouts, every state after every call), structure (what the numbers may not see),
-localisation of failures, and end to end (ASR). Which components run in which phase follows their
-declared kind. With a LoRA adapter the reference is voxcpm's own LoRA model, the adapter live and
-unmerged; localisation, which replays the patched torch model, merges it.
+Phases in order: prepare (the unpatched model and the speech clip); references, everything torch
+computes while the model is loaded (the host-side constants and which adapter the manifest names;
+an LM package with states, checked call by call beside voxcpm's caches; the LM steps' teacher-forced
+rollouts; then, the LMs dropped, the streaming decoder call by call beside the whole decoder, and
+each stateless component's reference outputs), after which the model is freed; stateless (each
+stateless component on its cases); rollouts (the LM step packages following the recorded rollouts,
+every cache at every step); structure (what the numbers may not see); localisation of failures;
+and end to end (ASR: it loads its own model, which its generator patches). The report lists them
+in the order of SECTIONS, whatever order they ran in. Which components run in which phase follows
+their declared kind. With a LoRA adapter the reference is voxcpm's own LoRA model, the adapter live
+and unmerged; localisation, which replays the patched torch model, merges it.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from contract.components import LM_STATES, LM_STEP, STATELESS, STREAM_STEP
 from contract.defaults import DEFAULT_LAYOUT, E2E_CER_MARGIN, E2E_MAX_WER
 
 from . import cases as inp
+from runtime import release_memory
+
 from .gating import Gates
 from .records import Recorder, badness, series, summarize
 from .target import Target, find_target
@@ -62,18 +67,41 @@ def versions() -> dict:
         "toolkit commit": info["git_commit"] or "unknown", "platform": sys.platform}
 
 
+#: the report lists records, checks and notes in this order, whatever order the phases run in
+SECTIONS = ("prepare", "stateless", "streams", "constants", "lm steps", "lm states")
+
+
 class Run:
-    """One validation run: the phases share the reference model, the speech clip and the recorder."""
+    """One validation run.
+
+    Torch first: `references` computes every reference output while the model is loaded (and runs
+    the two checks that need torch beside a package: the streaming decoder and an LM with states),
+    dropping the LMs before the VAE's long calls; then the model is freed, and the packages run
+    against what was recorded. A full-size model is 3.6 GB in FP32: held beside the packages it
+    more than doubled the peak (TRIALS.md, "validate · references first").
+    """
 
     def __init__(self, settings: Settings, target: Target, adapter=None, adapter_sha256: str | None = None):
         self.settings, self.target = settings, target
         self.adapter, self.adapter_sha256 = adapter, adapter_sha256
-        self.recorder = Recorder(settings.gates)
-        self.notes: dict = {}
+        self.recorder = Recorder(settings.gates, SECTIONS)
+        self._notes: dict[str, dict] = {}
         self.plots: dict = {}
         self.localization: list = []
         self.structural: list = []
         self.backend = None
+        self.stateless_refs: dict = {}      # component -> [stateless.Referenced]
+        self.round_trip: tuple | None = None  # (speech window, torch audio)
+        self.rollout_refs: list = []
+        self.fsq = None
+
+    def note(self, key: str, value) -> None:
+        self._notes.setdefault(self.recorder.current, {})[key] = value
+
+    @property
+    def notes(self) -> dict:
+        names = [n for n in SECTIONS if n in self._notes] + [n for n in self._notes if n not in SECTIONS]
+        return {k: v for name in names for k, v in self._notes[name].items()}
 
     def load_models(self, spec) -> dict:
         """precision -> the runtime model (a multifunction package: function name -> its model)."""
@@ -86,6 +114,7 @@ class Run:
         return {p: {f.name: load(p, f.name) for f in spec.functions} if spec.functions else load(p)
                 for p in self.settings.precisions if spec.name in self.target.todo[p]}
 
+    # ------------------------------------------------------------------ torch
     def prepare(self):
         from checkpoint.loading import load_voxcpm
 
@@ -97,44 +126,73 @@ class Run:
         prompt = self.ref.prompt_patches(speech)
         self.context = inp.CaseContext(self.ref, speech, prompt, self.ref.embed_patches(prompt),
                                        self.settings.decoder_lengths, self.settings.stream_patches)
-        self.notes["speech"] = f"{source}, {speech.size / self.ref.sample_rate:.2f} s"
-        self.notes["prompt"] = f"{len(prompt)} latent patches of the speech clip (torch VAE encoder)"
-        if self.adapter is not None:
-            self.notes["LoRA"] = f"{self.adapter.describe()}; the reference runs it live in voxcpm's LoRALinear layers"
+        release_memory()   # what loading and the prompt's VAE call freed: 0.8 GB at full size
+        with self.recorder.section("prepare"):
+            self.note("speech", f"{source}, {speech.size / self.ref.sample_rate:.2f} s")
+            self.note("prompt", f"{len(prompt)} latent patches of the speech clip (torch VAE encoder)")
+            if self.adapter is not None:
+                self.note("LoRA", f"{self.adapter.describe()}; the reference runs it live in voxcpm's LoRALinear layers")
+
+    def references(self):
+        """Every torch output the package phases compare with; the model is freed at the end."""
+        from .references import FSQReference
+
+        self.constants()
+        release_memory()
+        self.lm_state_rollouts()
+        self.record_lm_rollouts()
+        self.fsq = FSQReference(self.model)
+        cases = {spec.name: inp.cases_for(spec, self.context) for spec in self.target.specs(STATELESS)}
+        self.drop("base_lm", "residual_lm")   # the LM work is done: 2.2 GB at full size
+        self.streams()
+        self.reference_stateless(cases)
+        self.model = self.ref = self.context = None
+        release_memory()
+
+    def drop(self, *parts: str) -> None:
+        for part in parts:
+            setattr(self.model, part, None)
+        release_memory()
 
     def constants(self):
         from .constants import check_constants
         from .provenance import check_adapter
 
-        self.notes["constants"] = check_constants(self.settings.out, self.context, self.recorder)
-        unknown = check_adapter(self.settings.out, self.target.todo, self.target.layout.name, self.adapter_sha256,
-                                self.recorder)
-        if unknown:
-            self.notes["adapter provenance"] = unknown
+        with self.recorder.section("constants"):
+            self.note("constants", check_constants(self.settings.out, self.context, self.recorder))
+            unknown = check_adapter(self.settings.out, self.target.todo, self.target.layout.name,
+                                    self.adapter_sha256, self.recorder)
+            if unknown:
+                self.note("adapter provenance", unknown)
 
-    def stateless(self):
-        from .stateless import run_cases, vae_round_trip
+    def lm_state_rollouts(self):
+        """An LM with states is checked call by call beside voxcpm's own caches (its packages load here)."""
+        from .state_rollout import run_state_rollouts
 
-        kept = {}
-        for spec in self.target.specs(STATELESS):
-            models = self.load_models(spec)
-            self.backend = next(iter(models.values())).backend
-            cases = inp.cases_for(spec, self.context)
-            self.notes[spec.name] = ", ".join(c.label for c in cases)
-            run_cases(spec, cases, self.ref, models, self.recorder, self.settings.progress)
-            if spec.name.startswith("audio_vae"):
-                kept[spec.name] = models
+        for spec in self.target.specs(LM_STATES):
+            models = [(spec, precision, functions) for precision, functions in self.load_models(spec).items()]
+            self.backend = next(iter(models[0][2].values())).backend
+            with self.recorder.section("lm states"):
+                for key, value in run_state_rollouts(self.ref, self.context, models, self.recorder,
+                                                     self.target.max_context, self.settings.steps,
+                                                     self.settings.progress).items():
+                    self.note(key, value)
             del models
             gc.collect()
-        if "audio_vae_encoder" in kept and "audio_vae_decoder" in kept:
-            window = self.target.layout["audio_vae_encoder"].inputs[0].shape[-1]
-            waves = vae_round_trip(inp.in_window(self.context.speech, window), self.ref, kept["audio_vae_encoder"],
-                                   kept["audio_vae_decoder"], self.recorder)
-            self.plots["vae_round_trip"], self.plots["sample_rate"] = waves, self.ref.sample_rate
-        del kept
-        gc.collect()
+
+    def record_lm_rollouts(self):
+        from .rollout import plan_rollouts, record_rollouts
+
+        specs = self.target.specs(LM_STEP)
+        if not specs:
+            return
+        rollouts = plan_rollouts(self.ref, self.context.prompt_embeds, self.settings.steps, self.target.max_context)
+        with self.recorder.section("lm steps"):
+            self.note("LM rollouts", "; ".join(f"{r.label}: positions {r.start}..{r.end - 1}" for r in rollouts))
+        self.rollout_refs = record_rollouts(self.ref, rollouts, specs, self.target.max_context, self.settings.progress)
 
     def streams(self):
+        """The streaming decoder call by call beside the unpatched decoder's own convolution inputs."""
         from .streaming import run_streams
 
         for spec in self.target.specs(STREAM_STEP):
@@ -143,44 +201,61 @@ class Run:
             whole = self.target.layout["audio_vae_decoder"] if "audio_vae_decoder" in self.target.layout else None
             whole_models = self.load_models(whole) if whole is not None and self.target.wanted(whole.name) else {}
             cases = inp.cases_for(spec, self.context)
-            self.notes[spec.name] = (", ".join(c.label for c in cases) + "; one patch per call, the package fed only "
-                                     "what it carried; contexts vs the whole decoder's own convolution inputs")
-            run_streams(spec, cases, self.model, models, self.recorder, whole, whole_models, self.settings.progress)
+            with self.recorder.section("streams"):
+                self.note(spec.name, ", ".join(c.label for c in cases) + "; one patch per call, the package fed "
+                          "only what it carried; contexts vs the whole decoder's own convolution inputs")
+                run_streams(spec, cases, self.model, models, self.recorder, whole, whole_models,
+                            self.settings.progress)
             del models, whole_models
             gc.collect()
 
+    def reference_stateless(self, cases: dict):
+        from .stateless import reference_cases, round_trip_reference
+
+        for spec in self.target.specs(STATELESS):
+            self.stateless_refs[spec.name] = reference_cases(spec, cases[spec.name], self.ref)
+        if self.target.wanted("audio_vae_encoder") and self.target.wanted("audio_vae_decoder"):
+            window = self.target.layout["audio_vae_encoder"].inputs[0].shape[-1]
+            speech = inp.in_window(self.context.speech, window)
+            self.round_trip = (speech, round_trip_reference(speech, self.ref))
+            self.plots["sample_rate"] = self.ref.sample_rate
+
+    # ------------------------------------------------------------------ packages
+    def stateless(self):
+        from .stateless import run_cases, vae_round_trip
+
+        kept = {}
+        with self.recorder.section("stateless"):
+            for spec in self.target.specs(STATELESS):
+                models = self.load_models(spec)
+                self.backend = next(iter(models.values())).backend
+                referenced = self.stateless_refs.pop(spec.name)
+                self.note(spec.name, ", ".join(r.case.label for r in referenced))
+                run_cases(spec, referenced, models, self.recorder, self.settings.progress)
+                if spec.name.startswith("audio_vae"):
+                    kept[spec.name] = models
+                del models
+                release_memory()
+            if "audio_vae_encoder" in kept and "audio_vae_decoder" in kept and self.round_trip is not None:
+                speech, torch_audio = self.round_trip
+                self.plots["vae_round_trip"] = vae_round_trip(speech, torch_audio, kept["audio_vae_encoder"],
+                                                              kept["audio_vae_decoder"], self.recorder)
+        del kept
+        release_memory()
+
     def rollouts(self):
-        self.lm_step_rollouts()
-        self.lm_state_rollouts()
+        from .rollout import run_rollouts
 
-    def lm_state_rollouts(self):
-        from .state_rollout import run_state_rollouts
-
-        for spec in self.target.specs(LM_STATES):
-            models = [(spec, precision, functions) for precision, functions in self.load_models(spec).items()]
-            self.backend = next(iter(models[0][2].values())).backend
-            self.notes.update(run_state_rollouts(self.ref, self.context, models, self.recorder,
-                                                 self.target.max_context, self.settings.steps,
-                                                 self.settings.progress))
-            del models
-            gc.collect()
-
-    def lm_step_rollouts(self):
-        from .rollout import plan_rollouts, run_rollouts
-
-        specs = self.target.specs(LM_STEP)
-        if not specs:
-            return
-        rollouts = plan_rollouts(self.ref, self.context.prompt_embeds, self.settings.steps, self.target.max_context)
-        self.notes["LM rollouts"] = "; ".join(f"{r.label}: positions {r.start}..{r.end - 1}" for r in rollouts)
         models = []
-        for spec in specs:
+        for spec in self.target.specs(LM_STEP):
             for precision, model in self.load_models(spec).items():
                 models.append((spec, precision, model))
                 self.backend = model.backend
-        run_rollouts(self.ref, rollouts, models, self.recorder, self.target.max_context, self.settings.progress)
+        if models:
+            with self.recorder.section("lm steps"):
+                run_rollouts(self.rollout_refs, self.fsq, models, self.recorder, self.settings.progress)
         del models
-        gc.collect()
+        release_memory()
 
     def structure(self):
         from .structural import check_package
@@ -284,7 +359,7 @@ def validate(settings: Settings) -> dict:
         check_asr(settings.asr_model)
     run = Run(settings, target, adapter, adapter_sha256)
     timings, memory = {}, {}
-    for phase in ("prepare", "stateless", "streams", "constants", "rollouts", "structure"):
+    for phase in ("prepare", "references", "stateless", "rollouts", "structure"):
         began = time.time()
         getattr(run, phase)()
         timings[phase] = round(time.time() - began, 1)
@@ -300,8 +375,7 @@ def validate(settings: Settings) -> dict:
     failure = "" if passed else failure_message(rows, run.structural, checks, settings.gates)
     e2e = None
     if settings.e2e:
-        run.model = run.ref = run.context = None  # free the unpatched model first: e2e loads its own copy
-        gc.collect()
+        release_memory()   # e2e loads its own model: give back what the package phases held first
         began = time.time()
         e2e = _end_to_end(settings, target, run.adapter)
         timings["e2e"] = round(time.time() - began, 1)
