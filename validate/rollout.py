@@ -85,14 +85,15 @@ class RolloutReference:
     final: dict[str, list[np.ndarray]]       # component -> caches in CacheSpec.slots() order
 
 
-def _cache_arrays(ref_steps, spec) -> list[np.ndarray]:
-    return [cache.numpy().copy() for cache in ref_steps.caches(spec)]
+def _cache_arrays(ref_steps, spec, max_context: int) -> list[np.ndarray]:
+    """The reference's caches cut to the package's context (voxcpm's own are as long as its config
+    allows: 548 MiB for the two full-size rollouts uncut)."""
+    return [cache[:, :, :max_context].numpy().copy() for cache in ref_steps.caches(spec)]
 
 
-def _initial_caches(caches: list[np.ndarray], spec, max_context: int) -> dict:
-    """Caches under the step's input names, cut to the package's context."""
-    return {spec.caches.input_name(kind, i): cache[:, :, :max_context].copy()
-            for (kind, i), cache in zip(spec.caches.slots(), caches)}
+def _initial_caches(caches: list[np.ndarray], spec) -> dict:
+    """Caches under the step's input names."""
+    return {spec.caches.input_name(kind, i): cache for (kind, i), cache in zip(spec.caches.slots(), caches)}
 
 
 def record_rollouts(ref, rollouts: list[Rollout], specs: list, max_context: int,
@@ -107,13 +108,13 @@ def record_rollouts(ref, rollouts: list[Rollout], specs: list, max_context: int,
         if rollout.start > 0:  # voxcpm's own prefill up to the first compared position
             ref_steps.prefill(rollout.embeds[:rollout.start], rollout.is_audio[:rollout.start])
             bar.update(rollout.start)
-        initial = {spec.name: _initial_caches(_cache_arrays(ref_steps, spec), spec, max_context) for spec in specs}
+        initial = {spec.name: _initial_caches(_cache_arrays(ref_steps, spec, max_context), spec) for spec in specs}
         steps = []
         for position in range(rollout.start, rollout.end):
             steps.append(ref_steps.step(rollout.embeds[position], position, bool(rollout.is_audio[position])))
             bar.update()
         recorded.append(RolloutReference(rollout, steps, initial,
-                                         {spec.name: _cache_arrays(ref_steps, spec) for spec in specs}))
+                                         {spec.name: _cache_arrays(ref_steps, spec, max_context) for spec in specs}))
     bar.close()
     return recorded
 

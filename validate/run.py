@@ -254,6 +254,7 @@ class Run:
         if models:
             with self.recorder.section("lm steps"):
                 run_rollouts(self.rollout_refs, self.fsq, models, self.recorder, self.settings.progress)
+        self.rollout_refs = []
         del models
         release_memory()
 
