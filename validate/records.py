@@ -26,8 +26,8 @@ def badness(record: dict, gate) -> float:
 
 
 class Recorder:
-    """Records and checks, kept by section so that phases may run in any order while the report lists
-    them in `order` (sections not named there follow, in the order first used)."""
+    """Records, checks and notes, kept by section so that phases may run in any order while the report
+    lists them in `order` (sections not named there follow, in the order first used)."""
 
     def __init__(self, gates: Gates, order: tuple[str, ...] = ()):
         self.gates = gates
@@ -35,6 +35,7 @@ class Recorder:
         self.current = "main"
         self._records: dict[str, list[dict]] = {}
         self._checks: dict[str, list[dict]] = {}
+        self._notes: dict[str, list[tuple]] = {}
         self.witnesses: dict = {}   # (component, precision) -> (badness, converted inputs) for localisation
 
     @contextmanager
@@ -45,7 +46,7 @@ class Recorder:
         finally:
             self.current = previous
 
-    def _ordered(self, by_section: dict) -> list[dict]:
+    def _ordered(self, by_section: dict) -> list:
         names = [n for n in self.order if n in by_section] + [n for n in by_section if n not in self.order]
         return [entry for name in names for entry in by_section[name]]
 
@@ -56,6 +57,14 @@ class Recorder:
     @property
     def checks(self) -> list[dict]:
         return self._ordered(self._checks)
+
+    def note(self, key: str, value) -> None:
+        """A line of the report's Inputs section."""
+        self._notes.setdefault(self.current, []).append((key, value))
+
+    @property
+    def notes(self) -> dict:
+        return dict(self._ordered(self._notes))
 
     def add(self, component: str, precision: str, output: str, case: str, actual, expected, step=None,
             gated: bool = True, detail: str | None = None, metrics: dict | None = None) -> dict:

@@ -81,19 +81,14 @@ class RolloutReference:
 
     rollout: Rollout
     steps: list[dict]                        # position - start -> {component: {name: array}}
-    initial: dict[str, dict[str, np.ndarray]]  # component -> {cache input name: [1, heads, max_context, D]}
-    final: dict[str, list[np.ndarray]]       # component -> caches in CacheSpec.slots() order
+    initial: dict[str, list[np.ndarray]]     # component -> [1, heads, max_context, D] in CacheSpec.slots() order
+    final: dict[str, list[np.ndarray]]       # the same, after the last position
 
 
 def _cache_arrays(ref_steps, spec, max_context: int) -> list[np.ndarray]:
     """The reference's caches cut to the package's context (voxcpm's own are as long as its config
     allows: 548 MiB for the two full-size rollouts uncut)."""
     return [cache[:, :, :max_context].numpy().copy() for cache in ref_steps.caches(spec)]
-
-
-def _initial_caches(caches: list[np.ndarray], spec) -> dict:
-    """Caches under the step's input names."""
-    return {spec.caches.input_name(kind, i): cache for (kind, i), cache in zip(spec.caches.slots(), caches)}
 
 
 def record_rollouts(ref, rollouts: list[Rollout], specs: list, max_context: int,
@@ -108,7 +103,7 @@ def record_rollouts(ref, rollouts: list[Rollout], specs: list, max_context: int,
         if rollout.start > 0:  # voxcpm's own prefill up to the first compared position
             ref_steps.prefill(rollout.embeds[:rollout.start], rollout.is_audio[:rollout.start])
             bar.update(rollout.start)
-        initial = {spec.name: _initial_caches(_cache_arrays(ref_steps, spec, max_context), spec) for spec in specs}
+        initial = {spec.name: _cache_arrays(ref_steps, spec, max_context) for spec in specs}
         steps = []
         for position in range(rollout.start, rollout.end):
             steps.append(ref_steps.step(rollout.embeds[position], position, bool(rollout.is_audio[position])))
@@ -145,9 +140,10 @@ class _Follower:
         self.stops, self.torch_stops, self.expected_stops = [], [], []
         self.tail_failure = None
 
-    def seed(self, initial: dict) -> None:
+    def seed(self, initial: list) -> None:
         """Join the rollout with the reference's caches (before it writes the current position)."""
-        self.caches = {name: cache.copy() for name, cache in initial.items()}
+        self.caches = {self.spec.caches.input_name(kind, i): cache.copy()
+                       for (kind, i), cache in zip(self.spec.caches.slots(), initial)}
 
     def _add(self, output, actual, expected, position, **kwargs) -> dict:
         return self.recorder.add(self.component, self.precision, output, self.rollout.label,

@@ -85,23 +85,14 @@ class Run:
         self.settings, self.target = settings, target
         self.adapter, self.adapter_sha256 = adapter, adapter_sha256
         self.recorder = Recorder(settings.gates, SECTIONS)
-        self._notes: dict[str, dict] = {}
         self.plots: dict = {}
         self.localization: list = []
         self.structural: list = []
         self.backend = None
         self.stateless_refs: dict = {}      # component -> [stateless.Referenced]
-        self.round_trip: tuple | None = None  # (speech window, torch audio)
+        self.round_trip: tuple | None = None  # (speech window, torch audio, sample rate)
         self.rollout_refs: list = []
         self.fsq = None
-
-    def note(self, key: str, value) -> None:
-        self._notes.setdefault(self.recorder.current, {})[key] = value
-
-    @property
-    def notes(self) -> dict:
-        names = [n for n in SECTIONS if n in self._notes] + [n for n in self._notes if n not in SECTIONS]
-        return {k: v for name in names for k, v in self._notes[name].items()}
 
     def load_models(self, spec) -> dict:
         """precision -> the runtime model (a multifunction package: function name -> its model)."""
@@ -128,10 +119,10 @@ class Run:
                                        self.settings.decoder_lengths, self.settings.stream_patches)
         release_memory()   # what loading and the prompt's VAE call freed: 0.8 GB at full size
         with self.recorder.section("prepare"):
-            self.note("speech", f"{source}, {speech.size / self.ref.sample_rate:.2f} s")
-            self.note("prompt", f"{len(prompt)} latent patches of the speech clip (torch VAE encoder)")
+            self.recorder.note("speech", f"{source}, {speech.size / self.ref.sample_rate:.2f} s")
+            self.recorder.note("prompt", f"{len(prompt)} latent patches of the speech clip (torch VAE encoder)")
             if self.adapter is not None:
-                self.note("LoRA", f"{self.adapter.describe()}; the reference runs it live in voxcpm's LoRALinear layers")
+                self.recorder.note("LoRA", f"{self.adapter.describe()}; the reference runs it live in voxcpm's LoRALinear layers")
 
     def references(self):
         """Every torch output the package phases compare with; the model is freed at the end."""
@@ -159,11 +150,11 @@ class Run:
         from .provenance import check_adapter
 
         with self.recorder.section("constants"):
-            self.note("constants", check_constants(self.settings.out, self.context, self.recorder))
+            self.recorder.note("constants", check_constants(self.settings.out, self.context, self.recorder))
             unknown = check_adapter(self.settings.out, self.target.todo, self.target.layout.name,
                                     self.adapter_sha256, self.recorder)
             if unknown:
-                self.note("adapter provenance", unknown)
+                self.recorder.note("adapter provenance", unknown)
 
     def lm_state_rollouts(self):
         """An LM with states is checked call by call beside voxcpm's own caches (its packages load here)."""
@@ -176,7 +167,7 @@ class Run:
                 for key, value in run_state_rollouts(self.ref, self.context, models, self.recorder,
                                                      self.target.max_context, self.settings.steps,
                                                      self.settings.progress).items():
-                    self.note(key, value)
+                    self.recorder.note(key, value)
             del models
             gc.collect()
 
@@ -188,7 +179,7 @@ class Run:
             return
         rollouts = plan_rollouts(self.ref, self.context.prompt_embeds, self.settings.steps, self.target.max_context)
         with self.recorder.section("lm steps"):
-            self.note("LM rollouts", "; ".join(f"{r.label}: positions {r.start}..{r.end - 1}" for r in rollouts))
+            self.recorder.note("LM rollouts", "; ".join(f"{r.label}: positions {r.start}..{r.end - 1}" for r in rollouts))
         self.rollout_refs = record_rollouts(self.ref, rollouts, specs, self.target.max_context, self.settings.progress)
 
     def streams(self):
@@ -202,7 +193,7 @@ class Run:
             whole_models = self.load_models(whole) if whole is not None and self.target.wanted(whole.name) else {}
             cases = inp.cases_for(spec, self.context)
             with self.recorder.section("streams"):
-                self.note(spec.name, ", ".join(c.label for c in cases) + "; one patch per call, the package fed "
+                self.recorder.note(spec.name, ", ".join(c.label for c in cases) + "; one patch per call, the package fed "
                           "only what it carried; contexts vs the whole decoder's own convolution inputs")
                 run_streams(spec, cases, self.model, models, self.recorder, whole, whole_models,
                             self.settings.progress)
@@ -217,8 +208,7 @@ class Run:
         if self.target.wanted("audio_vae_encoder") and self.target.wanted("audio_vae_decoder"):
             window = self.target.layout["audio_vae_encoder"].inputs[0].shape[-1]
             speech = inp.in_window(self.context.speech, window)
-            self.round_trip = (speech, round_trip_reference(speech, self.ref))
-            self.plots["sample_rate"] = self.ref.sample_rate
+            self.round_trip = (speech, round_trip_reference(speech, self.ref), self.ref.sample_rate)
 
     # ------------------------------------------------------------------ packages
     def stateless(self):
@@ -230,14 +220,14 @@ class Run:
                 models = self.load_models(spec)
                 self.backend = next(iter(models.values())).backend
                 referenced = self.stateless_refs.pop(spec.name)
-                self.note(spec.name, ", ".join(r.case.label for r in referenced))
+                self.recorder.note(spec.name, ", ".join(r.case.label for r in referenced))
                 run_cases(spec, referenced, models, self.recorder, self.settings.progress)
                 if spec.name.startswith("audio_vae"):
                     kept[spec.name] = models
                 del models
                 release_memory()
             if "audio_vae_encoder" in kept and "audio_vae_decoder" in kept and self.round_trip is not None:
-                speech, torch_audio = self.round_trip
+                speech, torch_audio, self.plots["sample_rate"] = self.round_trip
                 self.plots["vae_round_trip"] = vae_round_trip(speech, torch_audio, kept["audio_vae_encoder"],
                                                               kept["audio_vae_decoder"], self.recorder)
         del kept
@@ -276,11 +266,7 @@ class Run:
             return
         from .localize import localize_component
 
-        # the unpatched reference is done with: free it before a second (patched) copy is loaded
-        # (a full-size run was OOM-killed at 24 GB holding both)
-        self.model = self.ref = self.context = None
-        gc.collect()
-        patched = None
+        patched = None   # the unpatched reference was freed after the references phase
         for component, precision in targets:
             if patched is None:
                 from checkpoint.loading import load_voxcpm
@@ -391,7 +377,7 @@ def validate(settings: Settings) -> dict:
             "failure": failure, "e2e": e2e or {"status": "skipped", "note": "--no-e2e"},
             "components": rows, "steps": series(run.recorder.records), "checks": checks,
             "structural": run.structural, "localization": run.localization, "gates": settings.gates.as_dict(),
-            "inputs": run.notes, "versions": versions(), "wall_seconds": round(time.time() - start, 1),
+            "inputs": run.recorder.notes, "versions": versions(), "wall_seconds": round(time.time() - start, 1),
             "phase_seconds": timings,
             "phase_memory_mib": memory,   # after each phase: the process's resident set and its peak so far
             "settings": {"steps": settings.steps, "decoder_lengths": list(settings.decoder_lengths),

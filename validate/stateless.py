@@ -41,15 +41,15 @@ def run_cases(spec, referenced: list[Referenced], models: dict, recorder: Record
     component, name = spec.name, spec.primary_output
     bar = tqdm(total=len(referenced) * len(models), desc=f"{component:<18}", unit="run", disable=not progress,
                leave=True)
-    for ref in referenced:
+    for item in referenced:
         # the same for every precision: listed once, under the first
         recorder.add(component, next(iter(models)), f"{name} (torch: fp16 inputs vs exact, not gated)",
-                     ref.case.label, ref.expected, ref.exact, gated=False)
+                     item.case.label, item.expected, item.exact, gated=False)
         for precision, model in models.items():
-            actual = model.predict(ref.case.arrays)[name]
-            record = recorder.add(component, precision, name, ref.case.label, actual.reshape(ref.expected.shape),
-                                  ref.expected)
-            recorder.witness(component, precision, ref.case.arrays, [record])
+            actual = model.predict(item.case.arrays)[name]
+            record = recorder.add(component, precision, name, item.case.label, actual.reshape(item.expected.shape),
+                                  item.expected)
+            recorder.witness(component, precision, item.case.arrays, [record])
             bar.update()
     bar.close()
 
