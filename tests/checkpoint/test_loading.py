@@ -47,6 +47,36 @@ def test_loads_fp32_and_matches_voxcpm_from_local(tiny_dir):
         assert torch.allclose(ours.state_dict()[name].to(tensor.dtype).float(), tensor.float()), name
 
 
+def test_loading_without_random_draws_gives_the_same_model(tiny_dir):
+    """load_voxcpm skips the layers' random initial weights; every value still comes from the checkpoint,
+    and torch's random fills work again afterwards."""
+    from checkpoint.loading import RANDOM_INITS, build_model, load_weights
+
+    fast = load_voxcpm(tiny_dir)
+    drawn = build_model(tiny_dir)
+    load_weights(drawn, tiny_dir)
+    fast_state, drawn_state = fast.state_dict(), drawn.state_dict()
+    assert fast_state.keys() == drawn_state.keys()
+    for name, tensor in drawn_state.items():
+        assert torch.equal(fast_state[name], tensor), name
+    buffers = dict(fast.named_buffers())   # non-persistent buffers are computed, not loaded: still there
+    for name, tensor in drawn.named_buffers():
+        assert torch.equal(buffers[name], tensor), name
+    weight = torch.zeros(64)
+    for name in ("uniform_", "normal_"):
+        getattr(torch.nn.init, name)(weight)
+        assert weight.abs().sum() > 0, f"torch.nn.init.{name} still skipped after loading"
+        weight.zero_()
+    assert all(hasattr(torch.nn.init, name) for name in RANDOM_INITS[:6])
+
+
+def test_the_fixture_builder_still_draws_random_weights(tiny_dir):
+    from checkpoint.loading import build_model
+
+    a, b = build_model(tiny_dir), build_model(tiny_dir)
+    assert not torch.equal(a.stop_head.weight, b.stop_head.weight)   # drawn, not left as they were
+
+
 def test_voxcpm_from_local_generates_on_the_fixture(tiny_dir):
     from voxcpm.model.voxcpm import VoxCPMModel
 
