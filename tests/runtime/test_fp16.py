@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from runtime import fp16
+from runtime import fp16, native
 
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 65504.0, 65519.99, 65520.0, 1e9, 6.1e-5, 5.96e-8, 2.98e-8,
                      2.99e-8, 1e-10, 1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11, -1.0 - 2.0 ** -11], np.float32)
@@ -24,10 +24,14 @@ def _same_bits(a, b):
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
-@pytest.mark.parametrize("size", [10, 100_000])  # below and above the size where torch takes over
-@pytest.mark.parametrize("use_torch", [True, False])
-def test_casts_match_numpy_bit_for_bit(size, use_torch, monkeypatch):
-    if not use_torch:
+@pytest.mark.parametrize("size", [10, 100_000])  # below and above the size where torch / C take over
+@pytest.mark.parametrize("path", ["c kernel", "torch", "numpy"])
+def test_casts_match_numpy_bit_for_bit(size, path, monkeypatch):
+    if path == "c kernel" and not fp16._native_round():
+        pytest.skip(f"no C kernel here: {native.why_not()}")
+    if path != "c kernel":
+        monkeypatch.setattr(fp16, "_native", [False])
+    if path == "numpy":
         monkeypatch.setattr(fp16, "_torch", None)
     for layout, x in _arrays(size).items():
         half = fp16.cast(x, np.float16)
