@@ -88,12 +88,17 @@ def _summary(times):
 
 
 def _torch_call(module, feed):
+    """Torch eager under the interpreter's allocator setting: with glibc as it is, each big activation
+    is a fresh mapping faulted in page by page, and torch's VAE calls took 2.2-2.7x as long (TRIALS.md,
+    "runtime · fp16 rounding in C"); the interpreter is measured against torch at its best."""
     import torch
+
+    import runtime
 
     args = tuple(torch.from_numpy(v) for v in feed.values())
 
     def call():
-        with torch.inference_mode():
+        with torch.inference_mode(), runtime.run_allocator():
             return module(*args)
 
     return call
@@ -192,7 +197,8 @@ def table(result):
         cells.append(" / ".join(corr))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(f"\nmedians (min–max) of up to {result['runs']} calls a side, in {result['rounds']} blocks a side "
-                 f"taking turns, each after a warm-up call; {result['threads']} torch threads; load average "
+                 f"taking turns, each after a warm-up call, torch under the interpreter's allocator setting; "
+                 f"{result['threads']} torch threads; load average "
                  f"{result['loadavg_1min'][0]:.1f} before, {result['loadavg_1min'][1]:.1f} after; "
                  f"goal: every ratio <= {result['goal']['ratio_max']}x")
     return "\n".join(lines)

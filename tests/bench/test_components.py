@@ -25,3 +25,26 @@ def test_component_bench_times_both_packages_against_torch(tiny_dir, tiny_coreml
 def test_missing_packages_are_skipped_before_the_checkpoint_is_loaded(tmp_path, caplog):
     assert bench.run("no/such/checkpoint", tmp_path / "empty", tmp_path, runs=1) is None
     assert "convert first" in caplog.text
+
+
+def test_torch_is_timed_under_the_interpreters_allocator_setting(monkeypatch):
+    """Torch's side runs with the allocator setting the interpreter's runs get (its VAE calls were
+    2.2-2.7x slower without it): the ratio compares computation, not glibc settings."""
+    import contextlib
+
+    import numpy as np
+
+    import runtime
+
+    entered = []
+
+    @contextlib.contextmanager
+    def recording():
+        entered.append(True)
+        yield
+
+    monkeypatch.setattr(runtime, "run_allocator", recording)
+    seen = []
+    call = bench._torch_call(lambda x: seen.append(len(entered)) or x, {"x": np.zeros(3, np.float32)})
+    call()
+    assert seen == [1]
