@@ -27,6 +27,10 @@ def _t(array) -> torch.Tensor:
 class TorchReference:
     """FP32 outputs of the original modules, numpy in and out."""
 
+    #: the model part each stateless reference method reads (validate drops the rest before the VAE's calls)
+    PARTS = {"vae_encode": "audio_vae", "vae_decode": "audio_vae", "feat_encode": "feat_encoder",
+             "locdit": "feat_decoder", "diffusion": "feat_decoder"}
+
     def __init__(self, model):
         assert not getattr(model, "is_patched", False), "the reference must be the unpatched voxcpm model"
         self.model = model.eval()

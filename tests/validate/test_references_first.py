@@ -63,6 +63,45 @@ def test_the_model_is_freed_before_any_package_runs(tiny_dir, tiny_coreml, tmp_p
     assert names.index("audio_vae_encoder") < names.index("locdit_step") < names.index("base_lm_step")
 
 
+def test_the_vae_references_run_last_alone_under_the_run_allocator(tiny_dir, tiny_coreml, tmp_path, monkeypatch):
+    """The VAE's torch calls come after every other stateless reference, with only the VAE left of the
+    model and glibc serving them from its heap (as the interpreter's runs); nothing else runs so."""
+    import contextlib
+
+    from validate import run as validate_run
+    from validate import stateless
+
+    inside = []
+    seen = []
+
+    @contextlib.contextmanager
+    def recording():
+        inside.append(True)
+        try:
+            yield
+        finally:
+            inside.pop()
+
+    reference_cases = stateless.reference_cases
+
+    def watched(spec, cases, ref):
+        children = sorted(name for name, _ in ref.model.named_children())
+        seen.append((spec.name, bool(inside), children))
+        return reference_cases(spec, cases, ref)
+
+    monkeypatch.setattr(validate_run, "run_allocator", recording)
+    monkeypatch.setattr(stateless, "reference_cases", watched)
+    status, _ = run_validate(tiny_dir, tiny_coreml, "--precision", "fp16", "--report-dir", tmp_path)
+    assert status == 0
+    order = [name for name, _, _ in seen]
+    assert sorted(order[-2:]) == ["audio_vae_decoder", "audio_vae_encoder"], order
+    for name, allocator, children in seen:
+        if name.startswith("audio_vae"):
+            assert allocator and children == ["audio_vae"], (name, children)
+        else:
+            assert not allocator and "feat_encoder" in children and "feat_decoder" in children, (name, children)
+
+
 @pytest.mark.parametrize("start", [0, 5])
 def test_the_final_caches_hold_every_earlier_positions_caches(tiny_dir, start):
     """record_rollouts keeps only the caches after the last position: slots 0..p of those must be
