@@ -72,8 +72,24 @@ def _glibc():
         return None
 
 
+def _one_blas_thread():
+    """numpy's BLAS (OpenBLAS) on one thread, process-wide. After each product OpenBLAS's threads
+    spin for a while waiting for the next; beside torch's two OpenMP threads on two cores they took
+    a core from every `linear` the interpreter runs next (a full-size base LM step 105 -> 180 ms
+    inside the generator, whose host code multiplies in numpy between calls). The interpreter's own
+    numpy products are small and no slower on one thread. RUNTIME_BLAS_THREADS=default leaves it."""
+    if os.environ.get("RUNTIME_BLAS_THREADS") == "default":
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:   # optional: without it numpy keeps its threads
+        return
+    threadpool_limits(1, user_api="blas")
+
+
 _libc = _glibc()
 _keep_free_memory()
+_one_blas_thread()
 
 
 class MilModel:
