@@ -5,10 +5,9 @@ computes while the model is loaded (the host-side constants and which adapter th
 an LM package with states, checked call by call beside voxcpm's caches; the LM steps' teacher-forced
 rollouts; then, the LMs dropped, the streaming decoder call by call beside the whole decoder, and
 each stateless component's reference outputs, the VAE's last with nothing else of the model left),
-after which the model is freed; stateless (each
-stateless component on its cases); rollouts (the LM step packages following the recorded rollouts,
-every cache at every step); structure (what the numbers may not see); localisation of failures;
-and end to end (ASR: it loads its own model, which its generator patches). The report lists them
+after which the model is freed; stateless (each stateless component on its cases); rollouts (the
+LM step packages following the recorded rollouts, every cache at every step); structure (what the
+numbers may not see); localisation of failures; and end to end (ASR: it loads its own model, which its generator patches). The report lists them
 in the order of SECTIONS, whatever order they ran in. Which components run in which phase follows
 their declared kind. With a LoRA adapter the reference is voxcpm's own LoRA model, the adapter live
 and unmerged; localisation, which replays the patched torch model, merges it.
