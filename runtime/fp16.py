@@ -21,8 +21,6 @@ import threading
 
 import numpy as np
 
-from . import native
-
 try:
     import torch as _torch
 except ImportError:  # pragma: no cover - torch is optional for the runtime
@@ -95,6 +93,8 @@ _native: list = []   # [the C kernel, or False], resolved on first use
 
 def _native_round():
     if not _native:
+        from . import native   # here, not at import: `python -m runtime.native` imports the package first
+
         _native.append(native.kernel() or False)
     return _native[0]
 

@@ -4,6 +4,7 @@ import ctypes
 import gc
 import logging
 import os
+import threading
 import time
 
 import numpy as np
@@ -52,6 +53,37 @@ def _heap_only():
         yield
     finally:
         _libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+
+
+@contextlib.contextmanager
+def allocator_for_runs(trim_every: float | None = None):
+    """`_heap_only`, for code other than the interpreter (torch's calls); with `trim_every` seconds, a
+    thread also hands glibc's free pages back that often meanwhile. A heap's free fragments otherwise
+    stay resident: one full-size torch VAE decode of 500 frames grew it by ~4 GB for 1.7 GB of live
+    tensors. Trimmed every 0.1 s, validate's VAE references peaked at 2971 MiB instead of 5507 (3275
+    with glibc as it is), in 49.2 s instead of 44.8 (70.8), the same bits."""
+    with _heap_only(), _trimmed_every(trim_every):
+        yield
+
+
+@contextlib.contextmanager
+def _trimmed_every(seconds: float | None):
+    if seconds is None or _libc is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def trim():   # ctypes releases the GIL: the trims run beside torch's work
+        while not stop.wait(seconds):
+            _libc.malloc_trim(0)
+
+    thread = threading.Thread(target=trim, name="runtime-trim", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def release_memory():

@@ -105,3 +105,30 @@ def test_a_big_freed_block_is_reused_not_faulted_in_again():
     with model_module._heap_only():   # as during a run
         faults_of_one_block()
         assert faults_of_one_block() < size // 4096 // 10, "a freed block was handed back and faulted in again"
+
+
+def _resident_freed_by_holes(trim_every):
+    """MiB the resident set drops when every other of 24 heap blocks of 8 MiB is freed, inside the
+    run allocator (freed blocks below the heap's top stay resident unless trimmed)."""
+    import time
+
+    import runtime
+    from contract.memory import rss_mib
+
+    with runtime.run_allocator(trim_every=trim_every):
+        blocks = [np.ones(1 << 21, np.float32) for _ in range(24)]
+        before = rss_mib()
+        del blocks[:-1:2]   # 12 holes below the last block, which keeps them off the top
+        time.sleep(0.6)
+        freed = before - rss_mib()
+        del blocks
+    model_module.release_memory()
+    return freed
+
+
+@pytest.mark.skipif(model_module._libc is None, reason="glibc only")
+def test_the_run_allocator_can_trim_as_it_goes():
+    """With trim_every the heap's free fragments go back while the block runs (validate's torch VAE
+    references: 5507 -> 2971 MiB at the peak); without it they stay (the negative control)."""
+    assert _resident_freed_by_holes(0.1) > 60
+    assert _resident_freed_by_holes(None) < 20
