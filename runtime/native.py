@@ -2,14 +2,14 @@
 
 The interpreter rounds every fp16 op's output. Through torch's casts (float32 -> a half buffer ->
 float32, two passes) that took 0.70 ms per million elements; F16C's conversions in one pass take
-0.21 ms (14 M elements: 12.6 -> 2.9 ms), to the same bits, and a full-size VAE call 17-22 % less
+0.21 ms (14 M elements: 12.6 -> 2.9 ms), to the same bits, and a full-size VAE call 17-26 % less
 (TRIALS.md, "runtime · fp16 rounding in C"). Only on x86-64 CPUs with F16C (every x86 CPU since
 2012) and with a C compiler ($CC, else cc): elsewhere, or with RUNTIME_NATIVE=0, `kernel()` is None
 and the runtime rounds through torch as before. The library is built once per source, flags and
 compiler into runtime/csrc/build (a temporary directory where that is not writable;
 $RUNTIME_NATIVE_DIR overrides both), and checked against numpy's rounding on its edge cases
-before it is used. `python -m runtime.native` builds it
-and says which rounding the runtime will use (`make setup` runs it).
+before it is used. `python -m runtime.native` builds it and says which rounding the runtime will
+use (`make setup` runs it).
 """
 from __future__ import annotations
 

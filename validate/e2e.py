@@ -23,8 +23,6 @@ from .cases import SPEECH_CLIP as PROMPT_WAV, SPEECH_CLIP_TEXT as PROMPT_TEXT
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 1234
-# the reference generator runs torch under the interpreter's allocator, the heap trimmed this often (s)
-TRIM_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -181,6 +179,8 @@ def generate_and_score(model: str, out, precisions, backend: str = "auto", *, re
     from checkpoint.loading import load_voxcpm
     from runtime import run_allocator
     from reference.generator import ReferencePipeline
+
+    from .references import TRIM_SECONDS
 
     from contract import artifacts
 

@@ -14,6 +14,9 @@ import torch
 from contract.components import CACHE_KINDS
 
 VOXCPM_ZERO_INIT_FRACTION = 0.04   # hard-coded in voxcpm 2.0.3's UnifiedCFM.solve_euler
+# torch's long reference calls (the VAE's, the e2e generator) run under runtime.run_allocator with the
+# heap trimmed this often, in seconds: 0.1 kept the VAE references' peak below glibc's own (TRIALS.md)
+TRIM_SECONDS = 0.1
 
 
 def _np(tensor) -> np.ndarray:

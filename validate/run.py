@@ -67,9 +67,6 @@ def versions() -> dict:
         "toolkit commit": info["git_commit"] or "unknown", "platform": sys.platform}
 
 
-#: how often the heap is trimmed during the torch VAE references (Run.reference_stateless)
-VAE_TRIM_SECONDS = 0.1
-
 #: the report lists records, checks and notes in this order, whatever order the phases run in
 SECTIONS = ("prepare", "stateless", "streams", "constants", "lm steps", "lm states")
 
@@ -215,7 +212,7 @@ class Run:
         back meanwhile (full size: 70.8 -> 49.2 s, peak 3275 -> 2971 MiB, the same bits; untrimmed,
         44.8 s but 5507 MiB).
         """
-        from .references import TorchReference
+        from .references import TRIM_SECONDS, TorchReference
         from .stateless import reference_cases, round_trip_reference
 
         specs = self.target.specs(STATELESS)
@@ -225,13 +222,13 @@ class Run:
                 self.stateless_refs[spec.name] = reference_cases(spec, cases[spec.name], self.ref)
         self.keep_only("audio_vae")
         for spec in vae:
-            with run_allocator(trim_every=VAE_TRIM_SECONDS):
+            with run_allocator(trim_every=TRIM_SECONDS):
                 self.stateless_refs[spec.name] = reference_cases(spec, cases[spec.name], self.ref)
             release_memory()
         if self.target.wanted("audio_vae_encoder") and self.target.wanted("audio_vae_decoder"):
             window = self.target.layout["audio_vae_encoder"].inputs[0].shape[-1]
             speech = inp.in_window(self.context.speech, window)
-            with run_allocator(trim_every=VAE_TRIM_SECONDS):
+            with run_allocator(trim_every=TRIM_SECONDS):
                 self.round_trip = (speech, round_trip_reference(speech, self.ref), self.ref.sample_rate)
             release_memory()
 

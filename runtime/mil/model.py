@@ -43,7 +43,8 @@ def _heap_only():
     so a VAE's 56-220 MB activations were page-faulted in (zeroed by the kernel, 4 KiB at a time)
     op after op: a full-size validation took 119 million minor faults, 307 s of system time. Only
     during a run: torch's own calls in the heap fragment it (a full-size torch VAE decode of 500
-    frames grew the heap by 7 GB for 2 GB of tensors). RUNTIME_MALLOC=default leaves glibc as it is.
+    frames grew the heap by 7 GB for 2 GB of tensors). RUNTIME_MALLOC=default leaves glibc as it is
+    (and `allocator_for_runs` does not trim either).
     """
     if not _allocator_tuned():
         yield
@@ -68,7 +69,7 @@ def allocator_for_runs(trim_every: float | None = None):
 
 @contextlib.contextmanager
 def _trimmed_every(seconds: float | None):
-    if seconds is None or _libc is None:
+    if seconds is None or not _allocator_tuned():   # RUNTIME_MALLOC=default: glibc as it is, untrimmed too
         yield
         return
     stop = threading.Event()
